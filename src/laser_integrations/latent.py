@@ -1,0 +1,201 @@
+"""The LaSER latent-thinking loop and the explicit view, as plain functions over tensors.
+
+Spec section 1 (latent view), for a causal LM with input embedding table ``E`` and LM head ``W``::
+
+    h_1       = last-layer hidden state at the last prompt position        (one prefill)
+    p_k       = softmax(W h_k)                   (float32, full vocabulary)
+    e_k       = p_k @ E                          (the soft token, fed at the next position)
+    h_{k+1}   = last-layer hidden state at that position                   (one cached decode step)
+    embedding = normalize(mean(h_1 .. h_K))
+
+Only the last position's logits are ever computed, the backbone (not the LM wrapper) is called so
+no full-sequence logits or per-layer hidden states exist, and the K-1 decode steps reuse the KV
+cache. Positions are passed explicitly from the attention mask, so a left-padded text sees the
+same positions it would see alone.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import PreTrainedModel
+
+
+@dataclass
+class LatentThinkingOutput:
+    """What one latent-thinking pass produces for a batch of B texts."""
+
+    embedding: Tensor
+    """(B, H) float32: ``normalize(mean(h_1 .. h_K))``, the retrieval vector."""
+    states: Tensor
+    """(B, K, H): the K last-layer states ``h_1 .. h_K`` (model dtype, not normalized)."""
+    top_token_ids: Tensor | None = None
+    """(B, K, top_k): most likely next tokens after each state; ``p_1 .. p_{K-1}`` became the soft tokens."""
+    top_token_probs: Tensor | None = None
+    """(B, K, top_k): their probabilities."""
+
+
+@dataclass
+class ExplicitViewOutput:
+    """What one explicit-view pass (query + rationale + EOS, spec section 2) produces."""
+
+    embedding: Tensor
+    """(B, H) float32: ``normalize(h at the final EOS position)``."""
+    trajectory: Tensor | None = None
+    """(B, K, H): hidden states at the K downsampled segment ends of the rationale (not normalized)."""
+
+
+def check_num_thinking_steps(value: object) -> int:
+    """Return ``value`` as an int K >= 1, or raise a ``TypeError``/``ValueError`` that says what is wrong."""
+    if isinstance(value, bool):
+        raise TypeError(f"num_thinking_steps must be an integer >= 1, got {value!r}")
+    try:
+        steps = operator.index(value)
+    except TypeError:
+        raise TypeError(f"num_thinking_steps must be an integer >= 1, got {type(value).__name__} {value!r}") from None
+    if steps < 1:
+        raise ValueError(
+            f"num_thinking_steps must be >= 1 (1 = plain last-token pooling, 3 = the released setting), got {steps}"
+        )
+    return steps
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids that count only real tokens, so left padding does not shift a text's positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
+
+
+def next_token_distribution(causal_lm: PreTrainedModel, hidden: Tensor) -> Tensor:
+    """``p = softmax(W h)`` in float32 for (B, H) states: the LM head applied to one row per text."""
+    logits = causal_lm.get_output_embeddings()(hidden).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if softcap:  # Gemma-2-style models squash logits before the softmax
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.softmax(logits, dim=-1)
+
+
+def soft_token(probs: Tensor, embedding_table: Tensor) -> Tensor:
+    """``e = p @ E``: the probability-weighted mean of the input embeddings, as a (B, 1, H) input."""
+    vocab = embedding_table.shape[0]
+    # Some checkpoints pad the LM head beyond the embedding table; padded rows carry no embedding.
+    return (probs[:, :vocab].to(embedding_table.dtype) @ embedding_table).unsqueeze(1)
+
+
+def latent_thinking(
+    causal_lm: PreTrainedModel,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    num_thinking_steps: int = 3,
+    *,
+    top_k: int = 0,
+) -> LatentThinkingOutput:
+    """Embed a left-padded batch with K latent thinking steps (spec section 1).
+
+    Args:
+        causal_lm: A ``*ForCausalLM`` model (its backbone, LM head and input embeddings are used).
+        input_ids: (B, T) token ids, padded on the left.
+        attention_mask: (B, T) 1 for tokens, 0 for padding.
+        num_thinking_steps: K >= 1. K=1 is plain last-token pooling; K=3 is the released setting.
+        top_k: If > 0, also return the ``top_k`` most likely tokens after each of the K states.
+
+    Returns:
+        A :class:`LatentThinkingOutput`. Gradients flow through every step when autograd is on.
+    """
+    steps = check_num_thinking_steps(num_thinking_steps)
+    if not bool(attention_mask[:, -1].all()):
+        raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    backbone = causal_lm.base_model
+    embedding_table = causal_lm.get_input_embeddings().weight
+    prompt_length = input_ids.shape[1]
+    positions = positions_from_mask(attention_mask)
+    last_position = positions[:, -1:]
+    thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
+
+    output = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=steps > 1)
+    hidden = output.last_hidden_state[:, -1]
+    states, distributions = [hidden], []
+    for step in range(1, steps):
+        probs = next_token_distribution(causal_lm, hidden)
+        distributions.append(probs)
+        output = backbone(
+            inputs_embeds=soft_token(probs, embedding_table),
+            attention_mask=thinking_mask[:, : prompt_length + step],
+            position_ids=last_position + step,
+            past_key_values=output.past_key_values,
+            use_cache=True,
+        )
+        hidden = output.last_hidden_state[:, -1]
+        states.append(hidden)
+
+    stacked = torch.stack(states, dim=1)
+    embedding = F.normalize(stacked.float().mean(dim=1), p=2, dim=-1)
+    result = LatentThinkingOutput(embedding=embedding, states=stacked)
+    if top_k > 0:
+        distributions.append(next_token_distribution(causal_lm, hidden))
+        top = torch.stack(distributions, dim=1).topk(top_k, dim=-1)
+        result.top_token_ids, result.top_token_probs = top.indices, top.values
+    return result
+
+
+def explicit_view(
+    causal_lm: PreTrainedModel,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    trajectory_positions: Tensor | None = None,
+) -> ExplicitViewOutput:
+    """Embed left-padded ``query + rationale + EOS`` inputs in one forward pass (spec section 2).
+
+    Args:
+        causal_lm: A ``*ForCausalLM`` model.
+        input_ids: (B, T) ids ending with the EOS token, padded on the left.
+        attention_mask: (B, T).
+        trajectory_positions: Optional (B, K) column indices of the trajectory features (see
+            :func:`trajectory_positions`, shifted by each row's left padding).
+    """
+    if not bool(attention_mask[:, -1].all()):
+        raise ValueError("explicit_view needs left padding: the last column of attention_mask must be all ones")
+    hidden = causal_lm.base_model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions_from_mask(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    result = ExplicitViewOutput(embedding=F.normalize(hidden[:, -1].float(), p=2, dim=-1))
+    if trajectory_positions is not None:
+        index = trajectory_positions.to(hidden.device).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        result.trajectory = hidden.gather(1, index)
+    return result
+
+
+def trajectory_positions(rationale_ids: Sequence[int], break_token_id: int, num_steps: int) -> list[int]:
+    """Pick the K rationale positions whose hidden states are the teacher's trajectory (spec section 2).
+
+    Segments end at each paragraph-break token and at the rationale's last token; M segment ends are
+    downsampled to K with ``floor(linspace(0, M-1, K))``, or the last one is repeated when M < K.
+    Positions are relative to the rationale's first token; an empty rationale returns ``[]`` (the
+    caller then uses the final EOS state K times).
+
+    >>> trajectory_positions([5, 9, 7, 9, 8], break_token_id=9, num_steps=3)  # ends 1, 3, 4
+    [1, 3, 4]
+    >>> trajectory_positions([5, 9, 7, 9, 8, 9, 6], break_token_id=9, num_steps=2)  # ends 1, 3, 5, 6
+    [1, 6]
+    >>> trajectory_positions([5, 6], break_token_id=9, num_steps=3)
+    [1, 1, 1]
+    """
+    steps = check_num_thinking_steps(num_steps)
+    ends = [index for index, token in enumerate(rationale_ids) if token == break_token_id]
+    if rationale_ids and rationale_ids[-1] != break_token_id:
+        ends.append(len(rationale_ids) - 1)
+    if not ends:
+        return []
+    if len(ends) < steps:
+        return ends + [ends[-1]] * (steps - len(ends))
+    if steps == 1:
+        return [ends[0]]
+    # Integer arithmetic gives the exact floor of linspace(0, M-1, K) with no float round-off.
+    return [ends[(k * (len(ends) - 1)) // (steps - 1)] for k in range(steps)]

