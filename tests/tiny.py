@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 # Qwen3's template, reduced to what a single user turn exercises (it mentions <think>, as Qwen3's does).
@@ -21,6 +21,7 @@ CORPUS = [
     "Instruct: Given a query, retrieve relevant passages that answer the query\nQuery: what is python",
     "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
     "<think>\n\n</think>\n\n user assistant system the a of and to in is it that for on with as",
+    "First idea.\n\nSecond idea.\n\nThird idea.\n\nA line\nand a paragraph.\n\nEnd.",
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
     "0123456789 !?.,;:'\"()[]{}<>-_=+*/\\|@#$%^&~` abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
 ]
@@ -29,7 +30,9 @@ CORPUS = [
 def build_tokenizer(chat_template: str | None = QWEN3_STYLE_TEMPLATE) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained in milliseconds; eos and pad are ``<|endoftext|>`` like Qwen3."""
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Runs of newlines are their own pre-token, as in Qwen's tokenizer, so "\n\n" learns a single id.
+    newlines = pre_tokenizers.Split(Regex(r"\n+"), behavior="isolated")
+    backend.pre_tokenizer = pre_tokenizers.Sequence([newlines, pre_tokenizers.ByteLevel(add_prefix_space=False)])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=300,

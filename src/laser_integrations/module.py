@@ -270,6 +270,20 @@ class LatentThinkingEmbedding(InputModule):
         return f"LatentThinkingEmbedding({json.dumps(self.get_config_dict())}, backbone={type(self.model).__name__})"
 
 
+def explicit_inputs(queries: Sequence[str], rationales: Sequence[str]) -> list[ExplicitInput]:
+    """Pair each query with its rationale for the explicit view, refusing a count mismatch.
+
+    >>> explicit_inputs(["why is the sky blue"], ["Sunlight scatters off air molecules ..."])
+    [('why is the sky blue', 'Sunlight scatters off air molecules ...')]
+    """
+    if len(queries) != len(rationales):
+        raise ValueError(f"got {len(queries)} queries but {len(rationales)} rationales; pass one rationale per query")
+    for index, rationale in enumerate(rationales):
+        if not isinstance(rationale, str):
+            raise TypeError(f"rationale {index} is a {type(rationale).__name__}; rationales must be strings")
+    return list(zip(queries, rationales, strict=True))
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

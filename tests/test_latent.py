@@ -1,0 +1,136 @@
+"""The fast latent loop against a slow reference written straight from the spec (section 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from laser_integrations.latent import explicit_view, latent_thinking
+
+from tiny import build_llama, build_qwen3, build_tokenizer
+
+TEXTS = [
+    "why is the sky blue",
+    "Photosynthesis converts light energy into chemical energy stored in glucose, which plants use to grow.",
+    "a",
+    "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+@pytest.fixture(scope="module", params=["qwen3", "llama"])
+def causal_lm(request, tokenizer):
+    build = {"qwen3": build_qwen3, "llama": build_llama}[request.param]
+    return build(len(tokenizer))
+
+
+@torch.no_grad()
+def reference_embedding(causal_lm, ids: list[int], steps: int) -> torch.Tensor:
+    """One text, no padding, no cache: recompute the whole sequence at every step, as the spec reads."""
+    table = causal_lm.get_input_embeddings().weight
+    inputs = table[torch.tensor(ids)].unsqueeze(0)
+    states = []
+    for _ in range(steps):
+        output = causal_lm(inputs_embeds=inputs, output_hidden_states=True)
+        states.append(output.hidden_states[-1][0, -1])
+        probs = torch.softmax(output.logits[0, -1].float(), dim=-1)
+        inputs = torch.cat([inputs, (probs @ table).view(1, 1, -1)], dim=1)
+    return F.normalize(torch.stack(states).mean(dim=0), dim=-1)
+
+
+def encode_batch(tokenizer, texts):
+    return tokenizer(texts, padding=True, return_tensors="pt")
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5])
+def test_fast_loop_matches_slow_reference_on_mixed_lengths(causal_lm, tokenizer, steps):
+    batch = encode_batch(tokenizer, TEXTS)
+    with torch.no_grad():
+        fast = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], steps)
+    reference = torch.stack([reference_embedding(causal_lm, tokenizer(text)["input_ids"], steps) for text in TEXTS])
+    torch.testing.assert_close(fast.embedding, reference, rtol=0, atol=1e-5)
+    assert fast.states.shape == (len(TEXTS), steps, causal_lm.config.hidden_size)
+    assert torch.allclose(fast.embedding.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-6)
+
+
+def test_one_step_is_plain_last_token_pooling(causal_lm, tokenizer):
+    for text in TEXTS:
+        ids = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            pooled = causal_lm(**ids, output_hidden_states=True).hidden_states[-1][:, -1]
+            latent = latent_thinking(causal_lm, ids["input_ids"], ids["attention_mask"], 1)
+        torch.testing.assert_close(latent.embedding, F.normalize(pooled, dim=-1), rtol=0, atol=1e-6)
+
+
+def test_vector_does_not_depend_on_the_batch_it_rides_in(causal_lm, tokenizer):
+    long_texts = [TEXTS[1] * 6, TEXTS[3] * 5]
+    with torch.no_grad():
+        alone = latent_thinking(causal_lm, *encode_batch(tokenizer, [TEXTS[0]]).values(), 3).embedding
+        batch = encode_batch(tokenizer, [*long_texts, TEXTS[0]])
+        assert batch["attention_mask"][-1].sum() < batch["attention_mask"].shape[1] // 4  # heavily left padded
+        inside = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3).embedding[-1]
+    assert F.cosine_similarity(alone[0], inside, dim=0) >= 0.99999
+
+
+def test_more_steps_change_the_vector(causal_lm, tokenizer):
+    batch = encode_batch(tokenizer, TEXTS[:2])
+    with torch.no_grad():
+        one = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 1).embedding
+        three = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3).embedding
+    assert (one - three).abs().max() > 1e-3
+
+
+def test_top_tokens_are_the_reference_distributions(causal_lm, tokenizer):
+    ids = tokenizer(TEXTS[0], return_tensors="pt")
+    with torch.no_grad():
+        output = latent_thinking(causal_lm, ids["input_ids"], ids["attention_mask"], 2, top_k=4)
+        first = torch.softmax(causal_lm(**ids).logits[0, -1].float(), dim=-1).topk(4)
+    assert output.top_token_ids.shape == (1, 2, 4)
+    assert output.top_token_ids[0, 0].tolist() == first.indices.tolist()
+    torch.testing.assert_close(output.top_token_probs[0, 0], first.values, rtol=0, atol=1e-6)
+
+
+def test_gradients_flow_through_the_thinking_steps(tokenizer):
+    causal_lm = build_qwen3(len(tokenizer)).train()
+    batch = encode_batch(tokenizer, TEXTS[:2])
+    latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3).embedding.sum().backward()
+    assert causal_lm.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_right_padding_is_refused(causal_lm, tokenizer):
+    tokenizer.padding_side = "right"
+    try:
+        batch = encode_batch(tokenizer, TEXTS[:2])
+    finally:
+        tokenizer.padding_side = "left"
+    with pytest.raises(ValueError, match="left padding"):
+        latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3)
+
+
+@pytest.mark.parametrize("steps", [0, -2])
+def test_bad_step_counts_are_refused(causal_lm, tokenizer, steps):
+    batch = encode_batch(tokenizer, TEXTS[:1])
+    with pytest.raises(ValueError, match="num_thinking_steps must be >= 1"):
+        latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], steps)
+
+
+def test_explicit_view_is_the_final_state_and_gathers_trajectory(causal_lm, tokenizer):
+    texts = [TEXTS[0] + "<|endoftext|>", TEXTS[3] + "<|endoftext|>"]
+    batch = encode_batch(tokenizer, texts)
+    positions = torch.tensor([[-1, -2], [-3, -1]]) + batch["input_ids"].shape[1]
+    with torch.no_grad():
+        output = explicit_view(causal_lm, batch["input_ids"], batch["attention_mask"], positions)
+        for row, text in enumerate(texts):
+            ids = tokenizer(text, return_tensors="pt")
+            hidden = causal_lm(**ids, output_hidden_states=True).hidden_states[-1][0]
+            torch.testing.assert_close(output.embedding[row], F.normalize(hidden[-1], dim=-1), rtol=0, atol=1e-5)
+            offset = ids["input_ids"].shape[1] - batch["input_ids"].shape[1]
+            for k, column in enumerate(positions[row].tolist()):
+                torch.testing.assert_close(output.trajectory[row, k], hidden[column + offset], rtol=0, atol=1e-5)
