@@ -163,9 +163,17 @@ def test_missing_files_are_reported(tmp_path):
         load_model(str(tmp_path / "empty"))
 
 
-def test_hub_id_offline_fails_fast_with_a_way_out():
+def test_hub_id_offline_fails_fast_with_a_way_out(monkeypatch):
+    from laser_integrations import loading
+
+    assert loading.resolve_model_spec("laser-qwen3").offline  # HF_HUB_OFFLINE=1 here: cache only, no retries
     with pytest.raises(ModelLoadError, match="local model directory, a .gguf file, or local_files_only=True"):
         load_model("laser-qwen3")
+    monkeypatch.setattr(loading.socket, "create_connection", lambda *args, **kwargs: (_ for _ in ()).throw(OSError))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    assert not loading.hub_reachable()
+    with pytest.raises(ModelLoadError, match="the Hub is not reachable"):
+        load_model("some-owner/some-causal-lm")
 
 
 def test_missing_demo_package_names_the_install_command(monkeypatch):

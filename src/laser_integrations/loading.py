@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ class ModelSource:
     name: str = ""
     """What the model is called in provenance records (the alias target, Hub id, path or ``smollm2``)."""
     is_hub: bool = False
+    offline: bool = False
+    """A Hub model that must come from the local cache: the Hub is unreachable, or the caller said so."""
 
 
 def demo_model_path() -> Path:
@@ -85,8 +88,7 @@ def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
         path = demo_model_path()
         return ModelSource("gguf", str(path.parent), gguf_file=path.name, name=DEMO_MODEL)
     if spec.lower() in MODEL_ALIASES:
-        hub_id = MODEL_ALIASES[spec.lower()]
-        return ModelSource(_hub_kind(hub_id, **hub_kwargs), hub_id, name=hub_id, is_hub=True)
+        return _hub_source(MODEL_ALIASES[spec.lower()], hub_kwargs)
 
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
@@ -107,7 +109,31 @@ def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
             f"unknown model {spec!r}: not an alias ({known}), not an existing path, "
             "and not a Hugging Face Hub id of the form 'owner/name'"
         )
-    return ModelSource(_hub_kind(spec, **hub_kwargs), spec, name=spec, is_hub=True)
+    return _hub_source(spec, hub_kwargs)
+
+
+def _hub_source(hub_id: str, hub_kwargs: dict[str, Any]) -> ModelSource:
+    offline = bool(hub_kwargs.get("local_files_only")) or not hub_reachable()
+    kind = _hub_kind(hub_id, **{**hub_kwargs, "local_files_only": offline})
+    return ModelSource(kind, hub_id, name=hub_id, is_hub=True, offline=offline)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the Hub endpoint, so an offline machine fails in seconds instead of
+    sitting through huggingface_hub's retries with back-off on every file."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _hub_kind(hub_id: str, **hub_kwargs: Any) -> Literal["laser", "transformers"]:
@@ -280,6 +306,8 @@ def load_model(
 
     hub = dict(local_files_only=local_files_only, revision=revision, token=token, cache_folder=cache_folder)
     source = resolve_model_spec(spec, **hub)
+    if source.offline:
+        hub["local_files_only"] = True
     options = dict(
         num_thinking_steps=num_thinking_steps,
         max_seq_length=max_seq_length,
@@ -311,8 +339,9 @@ def load_model(
     except OSError as error:
         if isinstance(error, ModelLoadError) or not source.is_hub:
             raise
+        where = "the local Hugging Face cache (the Hub is not reachable)" if source.offline else "the Hugging Face Hub"
         raise ModelLoadError(
-            f"could not load {source.name!r} from the Hugging Face Hub ({type(error).__name__}: {error}). "
+            f"could not load {source.name!r} from {where}: {type(error).__name__}: {error}\n"
             "Without network access, pass a local model directory, a .gguf file, or local_files_only=True with "
             f"the model already in the Hugging Face cache; {DEMO_MODEL!r} is an offline demo model."
         ) from error
