@@ -144,3 +144,17 @@ def test_half_precision_runs_unchanged_and_stays_close(causal_lm, tokenizer):
     causal_lm.to(torch.float32)
     assert half.embedding.dtype == torch.float32 and half.states.dtype == torch.bfloat16
     assert F.cosine_similarity(full.embedding, half.embedding).min() > 0.99
+
+
+def test_activation_checkpointing_recomputes_instead_of_caching(tokenizer):
+    causal_lm = build_qwen3(len(tokenizer))
+    batch = encode_batch(tokenizer, TEXTS)
+    with torch.no_grad():
+        cached = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3)
+    enable = getattr(causal_lm, "activation_checkpointing_enable", None) or causal_lm.gradient_checkpointing_enable
+    enable()
+    causal_lm.train()  # transformers drops the KV cache here; the loop must still give the same vectors
+    recomputed = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3, top_k=2)
+    torch.testing.assert_close(recomputed.embedding, cached.embedding, rtol=0, atol=1e-5)
+    recomputed.embedding.sum().backward()
+    assert causal_lm.get_input_embeddings().weight.grad.abs().sum() > 0

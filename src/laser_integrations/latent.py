@@ -109,11 +109,37 @@ def latent_thinking(
     steps = check_num_thinking_steps(num_thinking_steps)
     if not bool(attention_mask[:, -1].all()):
         raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    think = _think_on_cache if decodes_on_cache(causal_lm) else _think_by_recompute
+    states, distributions = think(causal_lm, input_ids, attention_mask, steps)
+
+    stacked = torch.stack(states, dim=1)
+    embedding = F.normalize(stacked.float().mean(dim=1), p=2, dim=-1)
+    result = LatentThinkingOutput(embedding=embedding, states=stacked)
+    if top_k > 0:
+        distributions.append(next_token_distribution(causal_lm, states[-1]))
+        top = torch.stack(distributions, dim=1).topk(top_k, dim=-1)
+        result.top_token_ids, result.top_token_probs = top.indices, top.values
+    return result
+
+
+def decodes_on_cache(causal_lm: PreTrainedModel) -> bool:
+    """Whether the K-1 steps can reuse the KV cache. transformers drops the cache in training under
+    activation checkpointing, so the loop then recomputes the whole sequence at each step instead
+    (same numbers, K full passes: the price of checkpointing's memory savings)."""
+    backbone = causal_lm.base_model
+    if not backbone.training:
+        return True
+    return not any(getattr(module, "gradient_checkpointing", False) for module in backbone.modules())
+
+
+def _think_on_cache(
+    causal_lm: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, steps: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    """One prefill, then each soft token as a single new position on the KV cache."""
     backbone = causal_lm.base_model
     embedding_table = causal_lm.get_input_embeddings().weight
     prompt_length = input_ids.shape[1]
     positions = positions_from_mask(attention_mask)
-    last_position = positions[:, -1:]
     thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
 
     output = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=steps > 1)
@@ -125,21 +151,40 @@ def latent_thinking(
         output = backbone(
             inputs_embeds=soft_token(probs, embedding_table),
             attention_mask=thinking_mask[:, : prompt_length + step],
-            position_ids=last_position + step,
+            position_ids=positions[:, -1:] + step,
             past_key_values=output.past_key_values,
             use_cache=True,
         )
         hidden = output.last_hidden_state[:, -1]
         states.append(hidden)
+    return states, distributions
 
-    stacked = torch.stack(states, dim=1)
-    embedding = F.normalize(stacked.float().mean(dim=1), p=2, dim=-1)
-    result = LatentThinkingOutput(embedding=embedding, states=stacked)
-    if top_k > 0:
-        distributions.append(next_token_distribution(causal_lm, hidden))
-        top = torch.stack(distributions, dim=1).topk(top_k, dim=-1)
-        result.top_token_ids, result.top_token_probs = top.indices, top.values
-    return result
+
+def _think_by_recompute(
+    causal_lm: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, steps: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The same steps without a cache: the prompt plus the soft tokens so far, recomputed each step."""
+    backbone = causal_lm.base_model
+    embedding_table = causal_lm.get_input_embeddings().weight
+    inputs = causal_lm.get_input_embeddings()(input_ids)
+    positions = positions_from_mask(attention_mask)
+    thinking_positions = torch.cat([positions, positions[:, -1:] + torch.arange(1, steps, device=positions.device)], 1)
+    thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
+    states, distributions = [], []
+    for step in range(steps):
+        length = inputs.shape[1]
+        hidden = backbone(
+            inputs_embeds=inputs,
+            attention_mask=thinking_mask[:, :length],
+            position_ids=thinking_positions[:, :length],
+            use_cache=False,
+        ).last_hidden_state[:, -1]
+        states.append(hidden)
+        if step < steps - 1:
+            probs = next_token_distribution(causal_lm, hidden)
+            distributions.append(probs)
+            inputs = torch.cat([inputs, soft_token(probs, embedding_table)], dim=1)
+    return states, distributions
 
 
 def explicit_view(
