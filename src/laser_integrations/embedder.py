@@ -1,0 +1,333 @@
+"""What the LlamaIndex and LangChain adapters delegate to: one LaSER model's query side, document side and provenance.
+
+The adapters only translate their framework's types; everything they share lives here: resolving
+"a model spec or a ready ``SentenceTransformer``", validating inputs before anything is queued,
+calling ``encode_query`` (instruction + K) and ``encode_document`` (K), micro-batching concurrent
+async calls through one :class:`~laser_integrations.batching.MicroBatcher`, and describing what a
+vector store must agree on (:class:`EmbeddingProvenance`).
+
+>>> embedder = LaSEREmbedder.load("smollm2")                                        # doctest: +SKIP
+>>> options = EncodeOptions(num_thinking_steps=3)
+>>> embedder.embed_query("why is the sky blue", options)[:2]                         # doctest: +SKIP
+[0.0123, -0.0456]
+>>> embedder.provenance(options).to_dict()["num_thinking_steps"]                    # doctest: +SKIP
+3
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from laser_integrations.batching import MicroBatcher
+from laser_integrations.formatting import query_prompt
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from laser_integrations.module import LatentThinkingEmbedding
+
+DEFAULT_MODEL = "laser-qwen3"
+"""The adapters' default model spec (``Alibaba-NLP/LaSER-Qwen3-0.6B``); ``"smollm2"`` runs offline."""
+
+Side = Literal["query", "document"]
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """The per-call settings an adapter passes with every text (read from its fields at call time)."""
+
+    num_thinking_steps: int | None = None
+    """K latent steps for queries and documents (``None``: the model's own, 3 for released checkpoints)."""
+    instruction: str | None = None
+    """The query task, sent as the ``Instruct: ...\\nQuery: `` prompt (``None``: the model's ``query`` prompt;
+    ``""``: no instruction)."""
+    batch_size: int = 32
+    """Texts per forward pass, and how many concurrent texts the micro-batcher waits for."""
+    normalize: bool = True
+    """Ask sentence-transformers to L2-normalize. LaSER vectors are already normalized by the model
+    (``normalize(mean(h_1..h_K))``), so this cannot turn normalization off."""
+    show_progress_bar: bool = False
+    max_wait_ms: float = 2.0
+    """How long the micro-batcher collects concurrent async calls before it runs a forward pass."""
+
+
+@dataclass(frozen=True)
+class EmbeddingProvenance:
+    """What every vector in one collection must share; mixing any of the checked fields mixes vector spaces.
+
+    Example:
+        >>> a = EmbeddingProvenance("smollm2", 3, "Instruct: t\\nQuery: ", 576, "chat-template")
+        >>> b = EmbeddingProvenance("smollm2", 6, "Instruct: t\\nQuery: ", 576, "chat-template")
+        >>> a.differences(b)
+        {'num_thinking_steps': (3, 6)}
+    """
+
+    model: str
+    """Where the weights came from: alias target, Hub id or path (``LatentThinkingEmbedding.base_model``)."""
+    num_thinking_steps: int
+    query_prompt: str
+    """The instruction prefix queries are encoded with (``""`` for none)."""
+    dimension: int
+    text_format: str
+    """How texts are wrapped: ``"chat-template+think"``, ``"chat-template"`` or ``"plain"``."""
+    max_seq_length: int | None = None
+    """Recorded for reference, not checked: a longer limit only changes vectors of texts it used to cut."""
+
+    CHECKED = ("model", "num_thinking_steps", "query_prompt", "dimension", "text_format")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, as stored in a vector store's collection metadata."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingProvenance:
+        """Rebuild from :meth:`to_dict` output (unknown keys from newer versions are ignored)."""
+        known = {f.name for f in fields(cls)}
+        missing = [name for name in cls.CHECKED if name not in data]
+        if missing:
+            raise ValueError(f"stored embedding provenance lacks {missing}: {data!r}")
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def differences(self, other: EmbeddingProvenance) -> dict[str, tuple[Any, Any]]:
+        """The checked fields that differ, as ``{field: (self's value, other's value)}``."""
+        return {
+            name: (getattr(self, name), getattr(other, name))
+            for name in self.CHECKED
+            if getattr(self, name) != getattr(other, name)
+        }
+
+
+class _BatchKey(NamedTuple):
+    """Everything besides the texts that shapes a forward pass: requests differing here never share one."""
+
+    side: Side
+    num_thinking_steps: int
+    prompt: str | None
+    batch_size: int
+    normalize: bool
+    show_progress_bar: bool
+
+
+def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_options: Any) -> SentenceTransformer:
+    """Return ``model`` if it is a LaSER ``SentenceTransformer``, else load the spec with :func:`load_model`.
+
+    Args:
+        model: A spec :func:`~laser_integrations.load_model` takes (``"laser-qwen3"``, a Hub id, a directory,
+            a ``.gguf`` file, ``"smollm2"``) or a ``SentenceTransformer`` built by it.
+        **load_options: :func:`~laser_integrations.load_model` options (``device``, ``dtype``, ``max_seq_length``
+            ...); only valid with a spec, since a built model is already loaded.
+
+    Raises:
+        TypeError: ``model`` is neither a spec nor a LaSER ``SentenceTransformer``.
+        ValueError: Load options were given with a built model.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if isinstance(model, SentenceTransformer):
+        if load_options:
+            raise ValueError(
+                f"load options {sorted(load_options)} only apply when loading a model spec; "
+                "this SentenceTransformer is already loaded"
+            )
+        _laser_module(model)
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a model spec (alias, Hub id, path) or a SentenceTransformer, got {type(model).__name__}"
+        )
+    from laser_integrations.loading import load_model
+
+    return load_model(os.fspath(model), **load_options)
+
+
+def _laser_module(model: SentenceTransformer) -> LatentThinkingEmbedding:
+    from laser_integrations.module import LatentThinkingEmbedding
+
+    module = model[0] if len(model) else None
+    if not isinstance(module, LatentThinkingEmbedding):
+        raise TypeError(
+            "the SentenceTransformer is not a LaSER model (its first module is "
+            f"{type(module).__name__}, not LatentThinkingEmbedding); build it with laser_integrations.load_model"
+        )
+    return module
+
+
+_model_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+def model_lock(model: SentenceTransformer) -> threading.Lock:
+    """The one lock serializing forward passes on ``model``, shared by every embedder built on it."""
+    with _model_locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.Lock()
+        return lock
+
+
+class LaSEREmbedder:
+    """One LaSER model seen from a retrieval framework: query side, document side, provenance.
+
+    Sync calls run in the caller's thread; async calls are coalesced by a micro-batcher that runs
+    shared forward passes in one worker thread. Both hold the model's lock, so threads, event loops
+    and several embedders on one model can call at once safely.
+
+    Args:
+        model: A LaSER ``SentenceTransformer`` (see :meth:`load` for a spec).
+
+    Example:
+        >>> embedder = LaSEREmbedder.load("smollm2")                                  # doctest: +SKIP
+        >>> vectors = embedder.embed_documents(["Rayleigh scattering ..."], EncodeOptions())  # doctest: +SKIP
+    """
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        self.model = resolve_model(model)
+        self.module = _laser_module(self.model)
+        self.batcher: MicroBatcher[str, list[float]] = MicroBatcher(
+            self._run_batch, lock=model_lock(self.model), name="laser-embedder"
+        )
+
+    @classmethod
+    def load(cls, model: str | os.PathLike[str] | SentenceTransformer, **load_options: Any) -> LaSEREmbedder:
+        """Build from a spec and :func:`~laser_integrations.load_model` options, or from a ready model.
+
+        ``None`` options are skipped; with a ready model, setting any other option raises ``ValueError``.
+        """
+        options = {key: value for key, value in load_options.items() if value is not None}
+        return cls(resolve_model(model, **options))
+
+    @property
+    def dimension(self) -> int:
+        """Vector size, known without running the model."""
+        return self.module.get_embedding_dimension()
+
+    @property
+    def model_id(self) -> str:
+        """The provenance name of the weights: alias target, Hub id or path."""
+        config = getattr(self.module.model, "config", None)
+        return self.module.base_model or getattr(config, "name_or_path", "") or "unknown"
+
+    def provenance(self, options: EncodeOptions) -> EmbeddingProvenance:
+        """What a collection filled with these settings must record (see :mod:`laser_integrations.qdrant`)."""
+        module = self.module
+        text_format = "plain"
+        if module.uses_chat_template:
+            text_format = "chat-template+think" if module.uses_think_block else "chat-template"
+        return EmbeddingProvenance(
+            model=self.model_id,
+            num_thinking_steps=self._steps(options),
+            query_prompt=self._query_prompt(options),
+            dimension=self.dimension,
+            text_format=text_format,
+            max_seq_length=module.max_seq_length,
+        )
+
+    # -- sync ------------------------------------------------------------------------------------------
+
+    def embed_query(self, text: str, options: EncodeOptions) -> list[float]:
+        """One query vector (instruction + K), as plain Python floats."""
+        return self.embed_queries([_checked_text(text, "query")], options)[0]
+
+    def embed_queries(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
+        """Query vectors for ``texts``; ``[]`` for an empty list."""
+        texts = _checked_texts(texts)
+        return self.batcher.run(self._key("query", options), texts)
+
+    def embed_document(self, text: str, options: EncodeOptions) -> list[float]:
+        """One document vector (no instruction, K), as plain Python floats."""
+        return self.embed_documents([_checked_text(text, "document")], options)[0]
+
+    def embed_documents(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
+        """Document vectors (no instruction, K) for ``texts``; ``[]`` for an empty list."""
+        texts = _checked_texts(texts)
+        return self.batcher.run(self._key("document", options), texts)
+
+    # -- async: coalesced with every other pending call --------------------------------------------------
+
+    async def aembed_query(self, text: str, options: EncodeOptions) -> list[float]:
+        """:meth:`embed_query` without blocking the event loop."""
+        return (await self.aembed_queries([_checked_text(text, "query")], options))[0]
+
+    async def aembed_queries(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
+        """:meth:`embed_queries` without blocking the event loop."""
+        return await self._arun("query", texts, options)
+
+    async def aembed_document(self, text: str, options: EncodeOptions) -> list[float]:
+        """:meth:`embed_document` without blocking the event loop."""
+        return (await self.aembed_documents([_checked_text(text, "document")], options))[0]
+
+    async def aembed_documents(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
+        """:meth:`embed_documents` without blocking the event loop."""
+        return await self._arun("document", texts, options)
+
+    def close(self) -> None:
+        """Stop the micro-batcher's worker thread now (it also stops by itself when idle)."""
+        self.batcher.close()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    async def _arun(self, side: Side, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
+        texts = _checked_texts(texts)
+        key = self._key(side, options)
+        if options.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {options.max_wait_ms!r}")
+        self.batcher.max_batch_size = key.batch_size
+        self.batcher.max_wait = options.max_wait_ms / 1000
+        return await self.batcher.arun(key, texts)
+
+    def _steps(self, options: EncodeOptions) -> int:
+        from laser_integrations.latent import check_num_thinking_steps
+
+        steps = self.module.num_thinking_steps if options.num_thinking_steps is None else options.num_thinking_steps
+        return check_num_thinking_steps(steps)
+
+    def _query_prompt(self, options: EncodeOptions) -> str:
+        if options.instruction is None:
+            return self.model.prompts.get("query") or ""
+        return query_prompt(options.instruction)
+
+    def _key(self, side: Side, options: EncodeOptions) -> _BatchKey:
+        """Validate the options here, in the caller, so a bad setting fails only its own call."""
+        batch_size = options.batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        prompt = self._query_prompt(options) if side == "query" else None
+        return _BatchKey(
+            side, self._steps(options), prompt, batch_size, bool(options.normalize), bool(options.show_progress_bar)
+        )
+
+    def _run_batch(self, key: _BatchKey, texts: list[str]) -> list[list[float]]:
+        encode = self.model.encode_query if key.side == "query" else self.model.encode_document
+        vectors = encode(
+            texts,
+            prompt=key.prompt,
+            num_thinking_steps=key.num_thinking_steps,
+            batch_size=key.batch_size,
+            show_progress_bar=key.show_progress_bar,
+            normalize_embeddings=key.normalize,
+            convert_to_numpy=True,
+        )
+        return vectors.tolist()
+
+
+def _checked_text(text: object, what: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a string, got {type(text).__name__}")
+    return text
+
+
+def _checked_texts(texts: object) -> list[str]:
+    """A list of strings, or a ``TypeError`` naming the first thing that is not one."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one string; wrap it in a list")
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {index} is {type(text).__name__} ({text!r:.60}), not a string")
+    return list(texts)

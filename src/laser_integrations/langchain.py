@@ -1,0 +1,128 @@
+"""LangChain ``Embeddings`` for LaSER latent-thinking models: retrievers, vector stores, async chains.
+
+Needs LangChain: ``pip install 'laser-integrations[langchain]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+try:
+    from langchain_core.embeddings import Embeddings
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "laser_integrations.langchain needs langchain-core: pip install 'laser-integrations[langchain]'"
+    ) from error
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from laser_integrations.embedder import DEFAULT_MODEL, EmbeddingProvenance, EncodeOptions, LaSEREmbedder
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["LaSEREmbeddings"]
+
+
+class LaSEREmbeddings(BaseModel, Embeddings):
+    """LaSER embeddings: queries think for K latent steps under an instruction, documents for K steps.
+
+    Takes a model spec (anything :func:`~laser_integrations.load_model` takes) or a ready LaSER
+    ``SentenceTransformer`` (positionally or as ``client=``), so one loaded model can serve LangChain
+    and LlamaIndex at once. ``aembed_query``/``aembed_documents`` never block the event loop:
+    concurrent calls are coalesced into shared forward passes run in a worker thread.
+
+    Example:
+        ```python
+        from langchain_qdrant import QdrantVectorStore
+
+        from laser_integrations.langchain import LaSEREmbeddings
+
+        embeddings = LaSEREmbeddings("laser-qwen3", num_thinking_steps=3)  # "smollm2" runs offline
+        store = QdrantVectorStore.from_texts(
+            ["Rayleigh scattering makes the sky blue."], embeddings, location=":memory:", collection_name="docs"
+        )
+        store.as_retriever().invoke("why is the sky blue")
+        ```
+    """
+
+    model_name: str = Field(default=DEFAULT_MODEL, alias="model")
+    """Model spec: an alias (``"laser-qwen3"``), a Hub id, a local directory, a ``.gguf`` file or ``"smollm2"``
+    (offline demo model). With a ready model, its provenance name."""
+    num_thinking_steps: int | None = Field(default=None, ge=1)
+    """K latent thinking steps for queries and documents (``None``: the model's default, 3 when released)."""
+    instruction: str | None = None
+    """The query task, as in ``Instruct: {instruction}\\nQuery: {query}`` (``None``: the model's own; ``""``: none)."""
+    batch_size: int = Field(default=32, gt=0)
+    """Texts per forward pass; also how many concurrent async texts one coalesced pass waits for."""
+    show_progress: bool = False
+    """Show a progress bar while embedding documents."""
+    normalize: bool = True
+    """L2-normalize (LaSER vectors already are: the model normalizes the mean of its K states)."""
+    device: str | None = None
+    """Device to load the model on (``None``: sentence-transformers picks)."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other :func:`~laser_integrations.load_model` options: ``dtype``, ``max_seq_length``, ``cache_folder``,
+    ``local_files_only``, ``revision``, ``trust_remote_code`` ..."""
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    """How long concurrent async calls are collected before one forward pass runs them together."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+    _client: SentenceTransformer = PrivateAttr()
+    _embedder: LaSEREmbedder = PrivateAttr()
+
+    def __init__(self, model: str | os.PathLike[str] | SentenceTransformer | None = None, /, **kwargs: Any) -> None:
+        """Validate the fields, then load the model (or adopt the ``SentenceTransformer`` given)."""
+        client = kwargs.pop("client", None)
+        if model is not None:
+            if isinstance(model, (str, os.PathLike)):
+                if "model" in kwargs or "model_name" in kwargs:
+                    raise TypeError("the model spec was given twice (positionally and as model=)")
+                kwargs["model"] = os.fspath(model)
+            elif client is not None:
+                raise TypeError("a model was given twice (positionally and as client=)")
+            else:
+                client = model
+        super().__init__(**kwargs)
+        source = self.model_name if client is None else client
+        self._embedder = LaSEREmbedder.load(source, device=self.device, **self.model_kwargs)
+        self._client = self._embedder.model
+        if client is not None and "model_name" not in self.model_fields_set:
+            self.model_name = self._embedder.model_id
+
+    @property
+    def client(self) -> SentenceTransformer:
+        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters)."""
+        return self._client
+
+    @property
+    def provenance(self) -> EmbeddingProvenance:
+        """What a vector store filled by these embeddings must agree on (model, K, instruction, dimension)."""
+        return self._embedder.provenance(self._options())
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (no instruction). ``[]`` for ``[]``; a non-string item raises ``TypeError``."""
+        return self._embedder.embed_documents(texts, self._options())
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query under the instruction. ``None`` or a non-string raises ``TypeError``."""
+        return self._embedder.embed_query(text, self._options())
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents off the event loop, coalesced with other pending calls."""
+        return await self._embedder.aembed_documents(texts, self._options())
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed one query off the event loop, coalesced with other pending calls."""
+        return await self._embedder.aembed_query(text, self._options())
+
+    def _options(self) -> EncodeOptions:
+        return EncodeOptions(
+            num_thinking_steps=self.num_thinking_steps,
+            instruction=self.instruction,
+            batch_size=self.batch_size,
+            normalize=self.normalize,
+            show_progress_bar=self.show_progress,
+            max_wait_ms=self.max_wait_ms,
+        )

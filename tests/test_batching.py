@@ -1,0 +1,275 @@
+"""The micro-batching engine and the embedder on top of it: coalescing, isolation, safety across threads and loops."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from laser_integrations.batching import MicroBatcher
+from laser_integrations.embedder import EncodeOptions, LaSEREmbedder, model_lock
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads make each small forward ~20x slower.
+    Nothing here depends on the thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class Recorder:
+    """A ``run_batch`` that records its calls and fails loudly if two ever overlap."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[object, list[str]]] = []
+        self.delay = delay
+        self._inside = 0
+        self.overlapped = False
+
+    def __call__(self, key: object, items: list[str]) -> list[str]:
+        self._inside += 1
+        self.overlapped |= self._inside > 1
+        try:
+            if any(item == "bad" for item in items):
+                raise ValueError("bad item")
+            time.sleep(self.delay)
+            self.calls.append((key, list(items)))
+            return [f"{key}:{item}" for item in items]
+        finally:
+            self._inside -= 1
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder(delay=0.001)
+
+
+@pytest.fixture
+def batcher(recorder: Recorder):
+    engine = MicroBatcher(recorder, max_batch_size=16, max_wait=0.005)
+    yield engine
+    engine.close()
+
+
+async def test_concurrent_requests_share_calls_and_each_caller_gets_its_own_results(batcher, recorder):
+    results = await asyncio.gather(*(batcher.arun("q", [f"t{i}", f"u{i}"]) for i in range(40)))
+
+    assert results == [[f"q:t{i}", f"q:u{i}"] for i in range(40)]
+    assert len(recorder.calls) < 40
+    assert max(len(items) for _, items in recorder.calls) <= 16
+    assert batcher.batches_run == len(recorder.calls)
+
+
+async def test_requests_with_different_keys_never_share_a_call(batcher, recorder):
+    keys = [("query", 3), ("query", 6), ("document", 3)]
+    results = await asyncio.gather(*(batcher.arun(keys[i % 3], [str(i)]) for i in range(30)))
+
+    assert results == [[f"{keys[i % 3]}:{i}"] for i in range(30)]
+    for key, items in recorder.calls:
+        assert all(int(item) % 3 == keys.index(key) for item in items)
+
+
+async def test_a_failing_request_fails_only_its_own_caller(batcher):
+    calls = [batcher.arun("q", ["bad" if i == 5 else str(i)]) for i in range(12)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert isinstance(results[5], ValueError)
+    assert [r for i, r in enumerate(results) if i != 5] == [[f"q:{i}"] for i in range(12) if i != 5]
+
+
+async def test_empty_request_resolves_without_running(batcher, recorder):
+    assert await batcher.arun("q", []) == []
+    assert batcher.run("q", []) == []
+    assert recorder.calls == []
+
+
+def test_works_from_successive_event_loops(batcher):
+    for loop_number in range(3):
+        results = asyncio.run(_gather(batcher, 5))
+        assert results == [[f"q:{i}"] for i in range(5)], loop_number
+
+
+async def _gather(batcher: MicroBatcher, n: int) -> list:
+    return await asyncio.gather(*(batcher.arun("q", [str(i)]) for i in range(n)))
+
+
+def test_sync_callers_in_threads_and_async_callers_never_overlap(batcher, recorder):
+    errors: list[BaseException] = []
+
+    def sync_caller(thread: int) -> None:
+        try:
+            for i in range(10):
+                assert batcher.run("s", [f"{thread}-{i}"]) == [f"s:{thread}-{i}"]
+        except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=sync_caller, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(_gather(batcher, 30))
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert not recorder.overlapped
+
+
+def test_worker_thread_stops_when_idle_and_restarts_on_demand(recorder):
+    engine = MicroBatcher(recorder, idle_timeout=0.05)
+    assert asyncio.run(_gather(engine, 3)) == [["q:0"], ["q:1"], ["q:2"]]
+    deadline = time.monotonic() + 5
+    while engine.worker_alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not engine.worker_alive
+
+    assert asyncio.run(_gather(engine, 2)) == [["q:0"], ["q:1"]]
+    engine.close()
+    assert not engine.worker_alive
+
+
+def test_close_finishes_queued_work_and_leaves_no_thread(recorder):
+    before = threading.active_count()
+    engine = MicroBatcher(recorder, max_wait=0.05)
+    futures = [engine.submit("q", [str(i)]) for i in range(5)]
+    engine.close()
+
+    assert [future.result(timeout=5) for future in futures] == [[f"q:{i}"] for i in range(5)]
+    assert threading.active_count() == before
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others(recorder):
+    engine = MicroBatcher(recorder, max_wait=0.2)
+    doomed = asyncio.ensure_future(engine.arun("q", ["gone"]))
+    kept = asyncio.ensure_future(engine.arun("q", ["kept"]))
+    await asyncio.sleep(0)
+    doomed.cancel()
+
+    assert await kept == ["q:kept"]
+    assert doomed.cancelled()
+    assert all("gone" not in items for _, items in recorder.calls)
+    engine.close()
+
+
+def test_rejects_bad_settings(recorder):
+    with pytest.raises(ValueError, match="max_batch_size"):
+        MicroBatcher(recorder, max_batch_size=0)
+    with pytest.raises(ValueError, match="max_wait"):
+        MicroBatcher(recorder, max_wait=-1)
+
+
+# -- the embedder on a real (tiny) LaSER model -------------------------------------------------------------
+
+
+class ForwardCounter:
+    """Counts forward passes of the LaSER module (what "shared forward passes" means)."""
+
+    def __init__(self, model) -> None:
+        self.count = 0
+        self._handle = model[0].register_forward_hook(self._hook)
+
+    def _hook(self, *args: object) -> None:
+        self.count += 1
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@pytest.fixture
+def embedder(tiny_model):
+    engine = LaSEREmbedder(tiny_model)
+    yield engine
+    engine.close()
+
+
+def _cosines(a: list[list[float]], b: list[list[float]]) -> np.ndarray:
+    x, y = np.asarray(a), np.asarray(b)
+    return (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+
+
+QUERIES = [f"question {i}: why does {'the ' * (i % 7)}sky look blue at noon?" for i in range(64)]
+
+
+async def test_64_concurrent_queries_match_sequential_ones_in_fewer_passes(embedder, tiny_model):
+    options = EncodeOptions(batch_size=32)
+    sequential = [await embedder.aembed_query(query, options) for query in QUERIES]
+    counter = ForwardCounter(tiny_model)
+    try:
+        concurrent = await asyncio.gather(*(embedder.aembed_query(query, options) for query in QUERIES))
+    finally:
+        counter.remove()
+
+    assert _cosines(concurrent, sequential).min() >= 0.99999
+    assert counter.count < 64
+    assert all(isinstance(value, float) for value in concurrent[0])
+
+
+async def test_concurrent_queries_with_other_k_or_instruction_are_not_mixed(embedder):
+    settings = [
+        EncodeOptions(num_thinking_steps=1),
+        EncodeOptions(num_thinking_steps=4),
+        EncodeOptions(instruction=""),
+    ]
+    expected = [embedder.embed_query(QUERIES[0], options) for options in settings]
+    results = await asyncio.gather(*(embedder.aembed_query(QUERIES[0], settings[i % 3]) for i in range(12)))
+
+    for i, vector in enumerate(results):
+        assert _cosines([vector], [expected[i % 3]])[0] >= 0.99999
+    assert _cosines([expected[0]], [expected[1]])[0] < 0.9999  # the settings really change the vector
+
+
+def test_8_threads_of_sync_calls_give_identical_results(embedder):
+    options = EncodeOptions()
+    texts = QUERIES[:20]
+    expected = [embedder.embed_query(text, options) for text in texts]
+    results: dict[int, list[list[float]]] = {}
+
+    def worker(thread: int) -> None:
+        results[thread] = [embedder.embed_query(text, options) for text in texts]
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == list(range(8))
+    assert all(results[thread] == expected for thread in range(8))
+
+
+async def test_async_embedding_never_blocks_the_event_loop(embedder):
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(ticker())
+    await embedder.aembed_documents(QUERIES, EncodeOptions())
+    ticks_while_embedding = ticks
+    task.cancel()
+
+    assert ticks_while_embedding > 0
+
+
+async def test_bad_options_fail_only_their_caller(embedder):
+    good = embedder.aembed_query("fine", EncodeOptions())
+    with pytest.raises(ValueError, match="num_thinking_steps"):
+        await embedder.aembed_query("fine", EncodeOptions(num_thinking_steps=0))
+    with pytest.raises(ValueError, match="batch_size"):
+        await embedder.aembed_documents(["fine"], EncodeOptions(batch_size=0))
+    assert len(await good) == embedder.dimension
+
+
+def test_embedders_on_one_model_share_its_lock(tiny_model):
+    first, second = LaSEREmbedder(tiny_model), LaSEREmbedder(tiny_model)
+
+    assert first.batcher.lock is second.batcher.lock is model_lock(tiny_model)
