@@ -192,3 +192,19 @@ def test_dtype_names():
     assert resolve_dtype(None, "cuda") is torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("float8")
+
+
+def test_right_padded_features_from_sentence_transformers_losses_are_realigned(tiny_model):
+    """ST pads merged columns on the right (MultipleNegativesRankingLoss); vectors must not change."""
+    module = tiny_model[0]
+    features = module.preprocess(QUERIES)
+    left = module(dict(features))["sentence_embedding"]
+    tokenizer = module.tokenizer
+    tokenizer.padding_side = "right"
+    try:
+        right = tokenizer([module.format_text(text) for text in QUERIES], padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "left"
+    assert not right["attention_mask"][:, -1].all()
+    realigned = module(dict(right))["sentence_embedding"]  # merged columns carry no row bookkeeping
+    torch.testing.assert_close(realigned, left, rtol=0, atol=1e-5)

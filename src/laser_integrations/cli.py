@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--side", choices=["query", "document"], default="query")
     explain.add_argument("--top", type=int, default=8, help="tokens shown per step")
     explain.set_defaults(func=run_explain)
+
+    from laser_integrations.training.cli import add_commands as add_training_commands
+
+    add_training_commands(commands)
     return parser
 
 

@@ -65,6 +65,18 @@ def check_num_thinking_steps(value: object) -> int:
     return steps
 
 
+def left_aligned(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move every row's padding to the left (a no-op for left-padded input), keeping token order.
+
+    Sentence-transformers pads on the right when it merges columns (e.g. in
+    ``MultipleNegativesRankingLoss``); the latent loop needs the real tokens to end each row.
+    """
+    if bool(attention_mask[:, -1].all()):
+        return input_ids, attention_mask
+    order = torch.argsort(attention_mask.long(), dim=1, stable=True)  # padding (0) first, tokens in order
+    return input_ids.gather(1, order), attention_mask.gather(1, order)
+
+
 def positions_from_mask(attention_mask: Tensor) -> Tensor:
     """Position ids that count only real tokens, so left padding does not shift a text's positions."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)

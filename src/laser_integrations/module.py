@@ -34,6 +34,7 @@ from laser_integrations.latent import (
     check_num_thinking_steps,
     explicit_view,
     latent_thinking,
+    left_aligned,
     trajectory_positions,
 )
 
@@ -207,9 +208,10 @@ class LatentThinkingEmbedding(InputModule):
         steps = check_num_thinking_steps(self.num_thinking_steps if num_thinking_steps is None else num_thinking_steps)
         parts: list[tuple[Tensor, Tensor]] = []
         if "input_ids" in features:
-            latent = latent_thinking(self.model, features["input_ids"], features["attention_mask"], steps)
+            input_ids, attention_mask = left_aligned(features["input_ids"], features["attention_mask"])
+            latent = latent_thinking(self.model, input_ids, attention_mask, steps)
             features["thinking_states"] = latent.states
-            parts.append((features["latent_rows"], latent.embedding))
+            parts.append((features.get("latent_rows"), latent.embedding))
         if "explicit_input_ids" in features:
             explicit = explicit_view(
                 self.model,
@@ -218,7 +220,7 @@ class LatentThinkingEmbedding(InputModule):
                 features["explicit_trajectory_positions"],
             )
             features["trajectory_states"] = explicit.trajectory
-            parts.append((features["explicit_rows"], explicit.embedding))
+            parts.append((features.get("explicit_rows"), explicit.embedding))
         if len(parts) == 1:
             features["sentence_embedding"] = parts[0][1]
         else:  # a batch that mixes strings and pairs: put each row back in its place
