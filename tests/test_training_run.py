@@ -1,0 +1,149 @@
+"""End-to-end LaSER training on a tiny model: the loss goes down, the model saves, reloads, merges and encodes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from laser_integrations import load_model
+from laser_integrations.training import TrainConfig, merge_adapters, train
+from laser_integrations.training.cli import add_commands
+
+TOPICS = [
+    ("sky", "Rayleigh scattering makes the sky blue."),
+    ("python", "Python evaluates default arguments once."),
+    ("plants", "Photosynthesis stores light energy in glucose."),
+    ("numbers", "0123456789 are the ten digits."),
+    ("brackets", "Brackets ()[]{}<> group symbols."),
+    ("letters", "abcdefghijklmnopqrstuvwxyz is the alphabet."),
+    ("ideas", "First idea. Second idea. Third idea."),
+    ("tokens", "user assistant system the a of and."),
+]
+QUERIES = ["why is the sky blue", "what does photosynthesis produce"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads; on a shared 2-core machine extra threads only contend (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic_rows():
+    rows = []
+    for index, (topic, passage) in enumerate(TOPICS):
+        other = TOPICS[(index + 3) % len(TOPICS)][1]
+        rationale = f"The question is about {topic}.\n\nRecall: {passage}\n\nSo the answer is about {topic}."
+        query = f"tell me about {topic}"
+        rows.append({"query": query, "rationale": rationale, "positive": passage, "negative": other})
+    return rows
+
+
+def tiny_config(tiny_dirs, tmp_path, **overrides):
+    values = dict(
+        model=str(tiny_dirs["qwen3"]),
+        output_dir=str(tmp_path / "trained"),
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        learning_rate=5e-3,
+        warmup_ratio=0.0,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        logging_steps=1,
+        save_steps=10_000,
+        device="cpu",
+    )
+    return TrainConfig(**{**values, **overrides})
+
+
+def embed(model):
+    return model.encode_query(QUERIES), model.encode_document([passage for _, passage in TOPICS[:3]])
+
+
+def test_thirty_steps_lower_the_loss_and_the_saved_model_reloads(tiny_dirs, tmp_path):
+    # Full fine-tuning: a random 64-wide model first flattens its scores (the KL terms fall fastest), then learns.
+    config = tiny_config(tiny_dirs, tmp_path, max_steps=30, lora=False, learning_rate=2e-3)
+    model = train(config, train_dataset=synthetic_rows())
+
+    history = json.loads((tmp_path / "trained" / "trainer_state.json").read_text())["log_history"]
+    logs = [entry for entry in history if "loss" in entry]
+    assert len(logs) == 30
+    assert {"loss_latent", "loss_explicit", "loss_output_kl", "loss_trajectory_kl"} <= set(logs[0])
+
+    def mean(term, entries):
+        return np.mean([entry[term] for entry in entries])
+
+    assert mean("loss", logs[-5:]) < 0.5 * mean("loss", logs[:5])
+    assert mean("loss_output_kl", logs[-5:]) < 0.5 * mean("loss_output_kl", logs[:5])
+    chance = np.log(4 * 2)  # InfoNCE of a uniform guess over the B*G = 8 candidates
+    assert mean("loss_latent", logs[-5:]) < 0.8 * chance < mean("loss_latent", logs[:5])
+    assert mean("loss_explicit", logs[-5:]) < 0.8 * chance
+
+    saved = tmp_path / "trained"
+    AutoModelForCausalLM.from_pretrained(saved)  # a plain causal-LM checkpoint, like the released ones
+    reloaded = load_model(str(saved), device="cpu")
+    for before, after in zip(embed(model), embed(reloaded), strict=True):
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+    untrained = load_model(str(tiny_dirs["qwen3"]), device="cpu")
+    assert not np.allclose(embed(untrained)[0], embed(reloaded)[0], atol=1e-3)
+
+
+def test_adapters_save_reload_and_merge_to_the_same_vectors(tiny_dirs, tmp_path):
+    config = tiny_config(tiny_dirs, tmp_path, max_steps=2, merge=False)
+    model = train(config, train_dataset=synthetic_rows())
+    saved = tmp_path / "trained"
+    assert (saved / "adapter_config.json").is_file() and (saved / "laser_config.json").is_file()
+    assert not (saved / "model.safetensors").exists()  # adapters only; the base comes from adapter_config.json
+    trained = embed(model)
+
+    reloaded = load_model(str(saved), device="cpu")
+    for before, after in zip(trained, embed(reloaded), strict=True):
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+
+    for name, source in (("merged-in-memory", model), ("merged-after-reload", reloaded)):
+        merge_adapters(source).save(str(tmp_path / name))
+        assert not (tmp_path / name / "adapter_config.json").exists()
+        AutoModelForCausalLM.from_pretrained(tmp_path / name)
+        for before, after in zip(trained, embed(load_model(str(tmp_path / name), device="cpu")), strict=True):
+            np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="no adapters"):
+        merge_adapters(reloaded)
+
+
+def test_laser_train_command_with_the_recipe_defaults_from_jsonl(tiny_dirs, tmp_path):
+    data = tmp_path / "rows.jsonl"
+    rows = [{**row, "reasoning_path": row.pop("rationale")} for row in synthetic_rows()]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parser = argparse.ArgumentParser(prog="laser")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["train", str(data), "--model", str(tiny_dirs["qwen3"]), "-o", str(tmp_path / "out"), "--max-steps", "2"]
+        + ["--per-device-train-batch-size", "4", "--device", "cpu", "--num-thinking-steps", "2", "--lora-r", "8"]
+        + ["--columns", "rationale=reasoning_path", "--lora-target-modules", "q_proj,v_proj"]
+    )
+    recipe = {"lora": True, "lora_alpha": 32, "merge": True, "group_size": 2, "learning_rate": 1e-4, "bf16": None}
+    assert {key: getattr(args, key) for key in recipe} == recipe
+    assert args.lora_target_modules == ["q_proj", "v_proj"] and args.columns == {"rationale": "reasoning_path"}
+    assert parser.parse_args(["train", "x.jsonl", "--no-lora"]).lora is False
+
+    assert args.func(args) == str(tmp_path / "out")
+    assert not (tmp_path / "out" / "adapter_config.json").exists()  # merged by default
+    trained = load_model(str(tmp_path / "out"), device="cpu")
+    assert trained[0].num_thinking_steps == 2
+    assert trained.encode_query(QUERIES).shape == (2, 64)
+
+
+def test_bad_recipe_values_fail_before_training(tiny_dirs, tmp_path):
+    rows = synthetic_rows()
+    with pytest.raises(ValueError, match="bf16 training needs a CUDA GPU"):
+        train(tiny_config(tiny_dirs, tmp_path, bf16=True), train_dataset=rows)
+    with pytest.raises(ValueError, match="row 0 has 1 negative passage"):
+        train(tiny_config(tiny_dirs, tmp_path, group_size=3), train_dataset=rows)
