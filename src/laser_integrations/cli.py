@@ -1,4 +1,7 @@
-"""The ``laser`` command line: ``laser encode``, ``laser export``, ``laser explain`` (``laser COMMAND --help``)."""
+"""The ``laser`` command line: encode, export, explain, demo, eval, eval-mteb, rationales, train.
+
+``laser COMMAND --help`` documents each one.
+"""
 
 from __future__ import annotations
 
@@ -147,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--top", type=int, default=8, help="tokens shown per step")
     explain.set_defaults(func=run_explain)
 
+    from laser_integrations.eval_cli import add_commands as add_evaluation_commands
     from laser_integrations.training.cli import add_commands as add_training_commands
 
+    add_evaluation_commands(commands)
     add_training_commands(commands)
     return parser
 
