@@ -15,6 +15,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny import build_llama, build_qwen3, build_tokenizer  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (use with ``pytestmark = pytest.mark.usefixtures(...)``).
+
+    Small forwards gain nothing from threads, and on a shared 2-core machine two spinning threads make
+    each one 10-20x slower. Nothing asserted depends on the thread count.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random Qwen3 and Llama checkpoints saved as Hugging Face folders, sharing one local tokenizer."""

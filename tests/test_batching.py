@@ -8,20 +8,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from laser_integrations.batching import MicroBatcher
 from laser_integrations.embedder import EncodeOptions, LaSEREmbedder, model_lock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads make each small forward ~20x slower.
-    Nothing here depends on the thread count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Recorder:

@@ -9,7 +9,6 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import torch
 
 from laser_integrations import load_model
 from laser_integrations.formatting import rationale_prompt
@@ -20,13 +19,7 @@ from laser_integrations.training.rationales import chat_completions_url
 QUERIES = ["why is the sky blue", "what does photosynthesis produce in plants and why", "a"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads; on a shared 2-core machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
 from laser_integrations import load_model
@@ -27,13 +26,7 @@ TOPICS = [
 QUERIES = ["why is the sky blue", "what does photosynthesis produce"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads; on a shared 2-core machine extra threads only contend (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_rows():
