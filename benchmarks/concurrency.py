@@ -19,14 +19,13 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from results_file import write_section
 
 from laser_integrations import load_model
 from laser_integrations.langchain import LaSEREmbeddings
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Concurrency (benchmarks/concurrency.py)"
 
 TOPICS = [
@@ -175,18 +174,6 @@ def count_passes(embeddings: LaSEREmbeddings, n: int) -> int:
     finally:
         handle.remove()
     return passes
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other sections are left as they are)."""
-    existing = RESULTS.read_text(encoding="utf8") if RESULTS.exists() else "# Benchmark results\n"
-    start = existing.find(SECTION)
-    if start == -1:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        following = existing.find("\n## ", start + len(SECTION))
-        updated = existing[:start] + text + ("" if following == -1 else existing[following:].lstrip("\n"))
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf8")
 
 
 def main() -> None:

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from results_file import write_section
 
 from laser_integrations.latent import latent_thinking
 from laser_integrations.loading import _cached_demo_checkpoint, load_causal_lm, resolve_model_spec
 
 CORPUS = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref/corpus.jsonl"
 SHAPES = {"8x128": (8, 128), "32x128": (32, 128), "8x1400": (8, 1400)}
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 @torch.no_grad()
@@ -208,17 +208,6 @@ def render(rows, memory, agreement, args) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, keeping the other benchmarks' sections."""
-    title = section.splitlines()[0]
-    text = RESULTS.read_text(encoding="utf8") if RESULTS.exists() else "# Benchmark results\n\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip() + "\n"] + [
-        "## " + part.rstrip() + "\n" for part in parts[1:] if not ("## " + part).startswith(title)
-    ]
-    RESULTS.write_text("\n".join(kept + [section]), encoding="utf8")
 
 
 if __name__ == "__main__":

@@ -28,17 +28,16 @@ import argparse
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from results_file import write_section
 
 from laser_integrations.evaluation import load_beir
 from laser_integrations.evaluation.runner import model_name
 from laser_integrations.loading import load_model
 from laser_integrations.rewrite import RationaleGenerator, explicit_query_embeddings
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 TITLE = "## Latent vs rewrite latency (benchmarks/rewrite_latency.py)"
 MODES = ("single K=1", "latent K=3", "explicit rewrite")
 
@@ -207,16 +206,6 @@ def _hardware(model: Any) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU, {torch.get_num_threads()} torch threads"
-
-
-def write_section(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping the other sections."""
-    text = RESULTS.read_text(encoding="utf8") if RESULTS.exists() else "# Benchmark results\n\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip() + "\n"] + [
-        "## " + part.rstrip() + "\n" for part in parts[1:] if not ("## " + part).startswith(TITLE)
-    ]
-    RESULTS.write_text("\n".join(kept + [section]), encoding="utf8")
 
 
 if __name__ == "__main__":

@@ -37,13 +37,13 @@ import time
 from pathlib import Path
 
 import torch
+from results_file import write_section
 
 from laser_integrations import load_model
 from laser_integrations.loading import _cached_demo_checkpoint, resolve_model_spec
 from laser_integrations.training import LaSERLoss, TrainConfig, add_lora, prepare_laser_dataset
 
 DATA = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Training step (benchmarks/training_step.py)"
 VARIANTS = ("laser", "contrastive", "st-mnrl")
 
@@ -269,18 +269,6 @@ def render(args, shapes, times, medians, cpu_medians, memory, memory_medians) ->
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other sections are left as they are)."""
-    existing = RESULTS.read_text(encoding="utf8") if RESULTS.exists() else "# Benchmark results\n"
-    start = existing.find(SECTION)
-    if start == -1:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        following = existing.find("\n## ", start + len(SECTION))
-        updated = existing[:start] + text + ("" if following == -1 else existing[following:].lstrip("\n"))
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf8")
 
 
 if __name__ == "__main__":
