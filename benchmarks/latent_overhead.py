@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from results_file import write_section
 
-from laser_integrations.latent import latent_thinking
+from laser_integrations.latent import cache_keyword, latent_thinking
 from laser_integrations.loading import _cached_demo_checkpoint, load_causal_lm, resolve_model_spec
 
 CORPUS = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref/corpus.jsonl"
@@ -44,15 +44,16 @@ def naive_latent(causal_lm, input_ids, attention_mask, steps: int) -> torch.Tens
     mask = F.pad(attention_mask, (0, steps - 1), value=1)
     inputs, cache, states = table[input_ids], None, []
     length = input_ids.shape[1]
+    cache_name = cache_keyword(causal_lm)
     for step in range(steps):
         output = causal_lm(
             inputs_embeds=inputs,
             attention_mask=mask[:, : length + step],
-            past_key_values=cache,
             use_cache=True,
             output_hidden_states=True,
+            **{cache_name: cache},
         )
-        cache = output.past_key_values
+        cache = getattr(output, cache_name)
         states.append(output.hidden_states[-1][:, -1])
         inputs = (torch.softmax(output.logits[:, -1], dim=-1) @ table).unsqueeze(1)
     return F.normalize(torch.stack(states, 1).mean(1), dim=-1)

@@ -16,6 +16,7 @@ same positions it would see alone.
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,6 +145,16 @@ def decodes_on_cache(causal_lm: PreTrainedModel) -> bool:
     return not any(getattr(module, "gradient_checkpointing", False) for module in backbone.modules())
 
 
+def cache_keyword(backbone: torch.nn.Module) -> str:
+    """The name under which this backbone takes and returns its KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40);
+    earlier 5.x releases and remote-code models only know ``past_key_values``.
+    """
+    parameters = inspect.signature(backbone.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _think_on_cache(
     causal_lm: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, steps: int
 ) -> tuple[list[Tensor], list[Tensor]]:
@@ -153,6 +164,7 @@ def _think_on_cache(
     prompt_length = input_ids.shape[1]
     positions = positions_from_mask(attention_mask)
     thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
+    cache_name = cache_keyword(backbone)
 
     output = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=steps > 1)
     hidden = output.last_hidden_state[:, -1]
@@ -164,8 +176,8 @@ def _think_on_cache(
             inputs_embeds=soft_token(probs, embedding_table),
             attention_mask=thinking_mask[:, : prompt_length + step],
             position_ids=positions[:, -1:] + step,
-            past_key_values=output.past_key_values,
             use_cache=True,
+            **{cache_name: getattr(output, cache_name)},
         )
         hidden = output.last_hidden_state[:, -1]
         states.append(hidden)
