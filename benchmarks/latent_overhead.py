@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from results_file import write_section
 
+from laser_integrations.backbone import load_causal_lm
 from laser_integrations.latent import cache_keyword, latent_thinking
-from laser_integrations.loading import _cached_demo_checkpoint, load_causal_lm, resolve_model_spec
+from laser_integrations.loading import demo_checkpoint
 
 CORPUS = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref/corpus.jsonl"
 SHAPES = {"8x128": (8, 128), "32x128": (32, 128), "8x1400": (8, 1400)}
@@ -73,7 +74,7 @@ METHODS = {
 
 
 def load():
-    folder = _cached_demo_checkpoint(resolve_model_spec("smollm2"), None)
+    folder = demo_checkpoint()
     causal_lm, tokenizer = load_causal_lm(folder, dtype=torch.float32)
     tokenizer.padding_side = "left"
     return causal_lm, tokenizer

@@ -40,7 +40,7 @@ import torch
 from results_file import write_section
 
 from laser_integrations import load_model
-from laser_integrations.loading import _cached_demo_checkpoint, resolve_model_spec
+from laser_integrations.loading import demo_checkpoint
 from laser_integrations.training import LaSERLoss, TrainConfig, add_lora, prepare_laser_dataset
 
 DATA = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref"
@@ -49,7 +49,7 @@ VARIANTS = ("laser", "contrastive", "st-mnrl")
 
 
 def load(passage_tokens: int):
-    model = load_model(_cached_demo_checkpoint(resolve_model_spec("smollm2"), None), device="cpu", dtype="float32")
+    model = load_model(demo_checkpoint(), device="cpu", dtype="float32")
     model[0].max_seq_length = passage_tokens
     torch.manual_seed(0)
     add_lora(model, TrainConfig())  # the released r=64, alpha=32, dropout 0.1 on q,k,v,o,gate,up,down

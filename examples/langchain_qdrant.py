@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from laser_integrations.demo import cache_root
+from laser_integrations.backbone import cache_root
 from laser_integrations.evaluation import load_beir
 from laser_integrations.langchain import LaSEREmbeddings
 from laser_integrations.qdrant import content_id, langchain_vector_store

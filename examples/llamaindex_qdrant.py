@@ -20,7 +20,7 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.retrievers import TransformRetriever
 from llama_index.core.schema import TextNode
 
-from laser_integrations.demo import cache_root
+from laser_integrations.backbone import cache_root
 from laser_integrations.evaluation import load_beir
 from laser_integrations.llama_index import LaSEREmbedding
 from laser_integrations.qdrant import content_id, llama_index_vector_store

@@ -4,12 +4,15 @@
     python examples/qdrant_latent_vs_rewrite.py --model laser-qwen3   # the real LaSER-Qwen3-0.6B (needs network once)
     python examples/qdrant_latent_vs_rewrite.py --limit 0 --qdrant-url http://localhost:6333
 
-Every option of ``laser demo --help`` works here; see :mod:`laser_integrations.demo` for the steps.
+Every option of ``laser demo --help`` works here; :mod:`laser_integrations.evaluation.demo` has the steps, and
+``run_demo(...)`` is the same from Python.
 """
 
 from __future__ import annotations
 
-from laser_integrations.demo import main
+import sys
+
+from laser_integrations.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["demo", *sys.argv[1:]]))

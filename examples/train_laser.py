@@ -29,7 +29,7 @@ import torch
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from laser_integrations import load_model
-from laser_integrations.loading import _cached_demo_checkpoint, resolve_model_spec
+from laser_integrations.loading import demo_checkpoint
 from laser_integrations.training import TrainConfig, generate_rationales, train, write_rationales
 
 PYREF = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref"
@@ -102,7 +102,7 @@ def main() -> None:
 
     # 2. LaSER training. A random 64-wide model needs full fine-tuning and a high learning rate to move
     #    in a few dozen steps; a pretrained backbone takes the defaults (LoRA r=64, lr 1e-4).
-    backbone = tiny_backbone(output / "tiny-backbone", _cached_demo_checkpoint(resolve_model_spec("smollm2"), None))
+    backbone = tiny_backbone(output / "tiny-backbone", demo_checkpoint())
     config = TrainConfig(
         model=backbone,
         output_dir=str(output / "model"),

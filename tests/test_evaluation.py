@@ -6,7 +6,6 @@ every mode runs, is scored and timed, and that the JSON and PNG are written).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laser_integrations.eval_cli import add_commands
+from laser_integrations.cli import main
 from laser_integrations.evaluation import (
     BeirFormatError,
     ExactSearch,
@@ -165,12 +164,9 @@ def test_exact_search_ranks_by_dot_product():
 # -- laser eval / laser demo end to end (tiny model) --------------------------------------------------------
 
 
-def laser(*argv: str):
-    """Parse and run ``laser ARGV`` with only this module's commands registered."""
-    parser = argparse.ArgumentParser(prog="laser")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+def laser(*argv: str) -> None:
+    """Run ``laser ARGV`` in this process and require success."""
+    assert main(list(argv)) == 0
 
 
 def read_outputs(folder: Path, stem: str) -> dict:
@@ -181,7 +177,7 @@ def read_outputs(folder: Path, stem: str) -> dict:
 def test_laser_eval_runs_every_mode_and_writes_json_and_png(tiny_dirs, toy_dataset, tmp_path, capsys):
     output = tmp_path / "eval"
     laser(
-        "eval", str(tiny_dirs["qwen3"]), "--dataset", str(toy_dataset), "--modes", "single,latent:2", "explicit",
+        "eval", "--model", str(tiny_dirs["qwen3"]), "--dataset", str(toy_dataset), "--modes", "single,latent:2", "explicit",
         "--max-new-tokens", "2", "--batch-size", "2", "--output-dir", str(output), "--no-progress", "--device", "cpu",
     )  # fmt: skip
     report = read_outputs(output, "eval")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 from functools import partial
@@ -11,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from laser_integrations import load_model
+from laser_integrations.cli import main
 from laser_integrations.formatting import rationale_prompt
+from laser_integrations.rewrite import RationaleGenerator
 from laser_integrations.training import generate_rationales, request_rationales, write_rationales
-from laser_integrations.training.cli import add_commands
 from laser_integrations.training.rationales import chat_completions_url
 
 QUERIES = ["why is the sky blue", "what does photosynthesis produce in plants and why", "a"]
@@ -86,17 +86,45 @@ def test_batched_generation_equals_one_at_a_time(generator):
     assert tokenizer.padding_side == "left"  # restored
 
 
-def test_generation_uses_the_paper_prompt_in_the_chat_template(generator):
-    model, tokenizer = generator
-    prompts = []
-    generate_rationales(QUERIES[:1], model, tokenizer, max_new_tokens=2, prompt=lambda q: prompts.append(q) or q)
-    assert prompts == QUERIES[:1]
-    assert "[Begin of Question]\nwhy is the sky blue\n[End of Question]" in rationale_prompt(QUERIES[0])
+QWEN3_TURN = "<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+"""What the Qwen3-style tiny template renders for one user turn with enable_thinking=False."""
 
 
-@pytest.mark.parametrize("queries", [["ok", ""], ["ok", None], "a string"])
-def test_bad_queries_are_refused(generator, queries):
-    with pytest.raises((TypeError, ValueError)):
+def test_the_prompt_sent_is_the_paper_prompt_with_qwen3_thinking_off(tiny_dirs, monkeypatch):
+    generator = RationaleGenerator.from_pretrained(str(tiny_dirs["qwen3"]), device="cpu", max_new_tokens=2)
+    sent: list[str] = []
+    real_generate = generator.model.generate
+
+    def recording_generate(input_ids, attention_mask, **kwargs):
+        sent.extend(generator.tokenizer.batch_decode(input_ids, skip_special_tokens=False))
+        return real_generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(generator.model, "generate", recording_generate)
+    generator.generate(QUERIES[:1])
+    prompt = rationale_prompt(QUERIES[0])
+    assert "[Begin of Question]\nwhy is the sky blue\n[End of Question]" in prompt
+    assert sent == [QWEN3_TURN.format(message=prompt)]  # one user turn, the paper's prompt, an empty think block
+
+
+def test_laser_rationales_sends_the_same_prompt_through_the_one_generator(tiny_dirs, tmp_path, monkeypatch):
+    from laser_integrations.rewrite import generator as generator_module
+
+    rendered: list[str] = []
+    real_turn = generator_module._as_chat_turn
+    monkeypatch.setattr(generator_module, "_as_chat_turn", lambda *a: rendered.append(real_turn(*a)) or rendered[-1])
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps(ROWS[0]) + "\n")
+    argv = ["rationales", str(data), "-o", str(tmp_path / "out.jsonl"), "--model", str(tiny_dirs["qwen3"])]
+    assert run_command([*argv, "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    assert rendered == [QWEN3_TURN.format(message=rationale_prompt(ROWS[0]["query"]))]
+
+
+@pytest.mark.parametrize(
+    ("queries", "message"),
+    [(["ok", None], "query 1 is NoneType"), (["ok", 3], "query 1 is int"), ("a string", "got one string")],
+)
+def test_bad_queries_are_refused_by_name(generator, queries, message):
+    with pytest.raises(TypeError, match=message):
         generate_rationales(queries, *generator)
 
 
@@ -201,11 +229,8 @@ def test_resuming_with_a_different_input_is_refused(tmp_path):
 # -- the command --------------------------------------------------------------------------------------------
 
 
-def run_command(argv):
-    parser = argparse.ArgumentParser(prog="laser")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+def run_command(argv: list[str]) -> int:
+    return main(argv)
 
 
 def test_laser_rationales_with_an_endpoint(tmp_path, monkeypatch):
@@ -215,7 +240,7 @@ def test_laser_rationales_with_an_endpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_KEY", "k-123")
     with ChatServer() as server:
         argv = ["rationales", str(data), "-o", str(output), "--endpoint", server.url, "--endpoint-model", "r1"]
-        assert run_command([*argv, "--api-key-env", "MY_KEY", "--batch-size", "3"]) == 4
+        assert run_command([*argv, "--api-key-env", "MY_KEY", "--batch-size", "3"]) == 0
     assert [row["rationale"] for row in read_jsonl(output)] == [f"Reasoning about {r['query']}." for r in ROWS[:4]]
     assert {request["auth"] for request in server.requests} == {"Bearer k-123"}
 
@@ -225,14 +250,16 @@ def test_laser_rationales_with_a_local_model(tmp_path, tiny_dirs):
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS[:2]))
     output = tmp_path / "out.jsonl"
     argv = ["rationales", str(data), "-o", str(output), "--model", str(tiny_dirs["llama"]), "--max-new-tokens", "3"]
-    assert run_command([*argv, "--device", "cpu"]) == 2
+    assert run_command([*argv, "--device", "cpu"]) == 0
     module = load_model(str(tiny_dirs["llama"]), device="cpu")[0]
     expected = partial(generate_rationales, model=module.model, tokenizer=module.tokenizer, max_new_tokens=3)
     assert [row["rationale"] for row in read_jsonl(output)] == expected([row["query"] for row in ROWS[:2]])
 
 
-def test_laser_rationales_endpoint_needs_a_model_name(tmp_path):
+def test_laser_rationales_endpoint_needs_a_model_name(tmp_path, capsys):
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps(ROWS[0]) + "\n")
-    with pytest.raises(SystemExit, match="--endpoint-model"):
-        run_command(["rationales", str(data), "-o", str(tmp_path / "o.jsonl"), "--endpoint", "http://127.0.0.1:9"])
+    assert run_command(["rationales", str(data), "-o", str(tmp_path / "o.jsonl"), "--endpoint", "http://x:9"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "laser rationales: error: --endpoint needs --endpoint-model (the model name the server expects)"
+    )

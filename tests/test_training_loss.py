@@ -138,7 +138,8 @@ def test_every_term_and_the_total_match_the_slow_reference(model, batch):
     for name, weight in WEIGHTS.items():
         assert losses[f"loss_{name}"].item() / weight == pytest.approx(expected[name], abs=1e-5), name
     total = sum(WEIGHTS[name] * expected[name] for name in WEIGHTS)
-    assert sum(losses.values()).item() == pytest.approx(total, abs=1e-5)
+    # Each term is within 1e-5 of its reference, so the weighted total is within 1e-5 times the weights' sum.
+    assert sum(losses.values()).item() == pytest.approx(total, abs=1e-5 * sum(WEIGHTS.values()))
     assert expected["output_kl"] > 1e-4 and expected["trajectory_kl"] > 1e-4  # the KL terms are not trivially 0
 
 

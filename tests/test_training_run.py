@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from laser_integrations import load_model
+from laser_integrations.cli import build_parser
 from laser_integrations.training import TrainConfig, merge_adapters, train
-from laser_integrations.training.cli import add_commands
 
 TOPICS = [
     ("sky", "Rayleigh scattering makes the sky blue."),
@@ -115,8 +114,7 @@ def test_laser_train_command_with_the_recipe_defaults_from_jsonl(tiny_dirs, tmp_
     data = tmp_path / "rows.jsonl"
     rows = [{**row, "reasoning_path": row.pop("rationale")} for row in synthetic_rows()]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    parser = argparse.ArgumentParser(prog="laser")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     args = parser.parse_args(
         ["train", str(data), "--model", str(tiny_dirs["qwen3"]), "-o", str(tmp_path / "out"), "--max-steps", "2"]
         + ["--per-device-train-batch-size", "4", "--device", "cpu", "--num-thinking-steps", "2", "--lora-r", "8"]
@@ -127,7 +125,7 @@ def test_laser_train_command_with_the_recipe_defaults_from_jsonl(tiny_dirs, tmp_
     assert args.lora_target_modules == ["q_proj", "v_proj"] and args.columns == {"rationale": "reasoning_path"}
     assert parser.parse_args(["train", "x.jsonl", "--no-lora"]).lora is False
 
-    assert args.func(args) == str(tmp_path / "out")
+    assert args.run(args) == 0
     assert not (tmp_path / "out" / "adapter_config.json").exists()  # merged by default
     trained = load_model(str(tmp_path / "out"), device="cpu")
     assert trained[0].num_thinking_steps == 2

