@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: set up the environment, lint, and run the whole test suite.
+# The one test command: set up the environment, lint, and run the whole test suite (tests/ and the
+# doctests in src/). Extra arguments go to pytest. LASER_UPGRADE=1 tests against the newest releases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

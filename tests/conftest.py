@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,33 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny import build_llama, build_qwen3, build_tokenizer  # noqa: E402
+
+
+class _DeprecationLog(logging.Handler):
+    """Collects what transformers *logs* about deprecated usage (``logger.warning_once``, not ``warnings``),
+    which pytest's ``filterwarnings`` cannot see."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "deprecat" in message.lower():
+            self.messages.append(f"{record.name}: {message}")
+
+
+_transformers_deprecations = _DeprecationLog()
+logging.getLogger("transformers").addHandler(_transformers_deprecations)
+
+
+@pytest.fixture(autouse=True)
+def no_logged_transformers_deprecation():
+    """Fail the test during which transformers logged a deprecation (our call used a name on its way out)."""
+    seen = len(_transformers_deprecations.messages)
+    yield
+    new = _transformers_deprecations.messages[seen:]
+    assert not new, f"transformers logged a deprecation during this test: {new}"
 
 
 @pytest.fixture(scope="module")

@@ -234,21 +234,37 @@ def test_8_threads_of_sync_calls_give_identical_results(embedder):
     assert all(results[thread] == expected for thread in range(8))
 
 
-async def test_async_embedding_never_blocks_the_event_loop(embedder):
-    ticks = 0
+async def test_async_embedding_never_blocks_the_event_loop(embedder, monkeypatch):
+    """A forward pass made slow on purpose (0.4 s) must not stall the loop: a ticker keeps running meanwhile.
+
+    Run on the loop's thread, the pass would leave one gap of >= 0.4 s between ticks.
+    """
+    module = embedder.module
+    real_forward = module.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(0.4)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(module, "forward", slow_forward)
+    tick_times: list[float] = []
 
     async def ticker() -> None:
-        nonlocal ticks
         while True:
-            ticks += 1
-            await asyncio.sleep(0)
+            tick_times.append(time.perf_counter())
+            await asyncio.sleep(0.01)
 
     task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    start = time.perf_counter()
     await embedder.aembed_documents(QUERIES, EncodeOptions())
-    ticks_while_embedding = ticks
+    elapsed = time.perf_counter() - start
     task.cancel()
 
-    assert ticks_while_embedding > 0
+    during = [t for t in tick_times if start <= t <= start + elapsed]
+    gaps = [later - earlier for earlier, later in zip(during, during[1:], strict=False)]
+    assert elapsed >= 0.4 and len(during) >= 5
+    assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps):.2f} s during a {elapsed:.2f} s pass"
 
 
 async def test_bad_options_fail_only_their_caller(embedder):

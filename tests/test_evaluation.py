@@ -108,7 +108,7 @@ def test_the_bundled_dataset_loads_and_is_consistent():
 def test_a_toy_dataset_loads(toy_dataset):
     dataset = load_beir(toy_dataset)
     assert dataset.name == "toy"
-    assert dataset.corpus["d1"].as_text() == "Defaults\nDefault values are evaluated once per definition."
+    assert dataset.corpus["d1"].as_text() == "Defaults Default values are evaluated once per definition."
     assert dataset.corpus["d4"].as_text() == "Slices select items from i up to but not including j."
     assert dataset.qrels == {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
 

@@ -32,7 +32,6 @@ from laser_integrations.rewrite import (
     RationaleGenerator,
     RationaleQueryTransform,
     explicit_query_embeddings,
-    generate_rationales,
     rationale_runnable,
     rewrite_then_retrieve_chain,
 )
@@ -92,14 +91,6 @@ def test_rationales_are_greedy_bounded_and_independent_of_the_batch(generator):
 def test_the_generator_shares_the_embedders_backbone(smollm2, generator):
     assert generator.model is smollm2[0].model
     assert generator.prompt_for("q") == rationale_prompt("q")
-
-
-@pytest.mark.slow
-def test_generate_rationales_function_matches_the_class(smollm2, generator):
-    module = smollm2[0]
-    assert generate_rationales(QUERIES[:1], module.model, module.tokenizer, max_new_tokens=NEW_TOKENS) == (
-        generator.generate(QUERIES[:1])
-    )
 
 
 # -- LangChain (SmolLM2) ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 - ``encoding``: ``encode``, ``export``, ``explain``;
 - ``evaluation``: ``eval``, ``eval-mteb``, ``demo``;
-- ``training``: ``rationales``, ``train``.
+- ``training``: ``rationales``, ``train``;
+- ``serve``: ``serve``.
 
 Every command takes the model as ``-m/--model``. :func:`main` returns the exit status: 0 on success,
 2 with one ``laser: error: ...`` line on stderr for a user error (a bad model spec, a missing file, a
@@ -21,10 +22,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from laser_integrations.cli import encoding, evaluation, training
+from laser_integrations.cli import encoding, evaluation, index, serve, training
 from laser_integrations.cli.options import UserError
 
-COMMAND_GROUPS = (encoding, evaluation, training)
+COMMAND_GROUPS = (encoding, evaluation, training, serve, index)
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, TypeError, OSError, ImportError)
 """What a user's input can cause: bad values and types, missing files, unreachable or unknown models

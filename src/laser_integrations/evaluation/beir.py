@@ -43,8 +43,9 @@ class Passage:
     title: str = ""
 
     def as_text(self) -> str:
-        """What gets embedded: the title on its own line above the text (the text alone when untitled)."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
+        """What gets embedded: ``title + " " + text`` (the text alone when untitled), as BEIR and MTEB join them,
+        so a corpus gets the same vectors here as in the MTEB runs the released checkpoints were scored with."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
 
 
 @dataclass

@@ -222,9 +222,10 @@ def index_corpus(
 
 def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
     """``laser-demo-<dataset>-<model>-k<K>-<hash of every setting that shapes a document vector>``."""
-    digest = hashlib.sha256(
-        json.dumps({"provenance": provenance, "corpus": sorted(data.corpus)}, sort_keys=True).encode()
-    ).hexdigest()[:10]
+    # The passages' embedded texts are hashed too: a corpus or text-format change makes a new collection.
+    corpus = {doc_id: passage.as_text() for doc_id, passage in data.corpus.items()}
+    digest = hashlib.sha256(json.dumps({"provenance": provenance, "corpus": corpus}, sort_keys=True).encode())
+    digest = digest.hexdigest()[:10]
     model = re.sub(r"[^a-z0-9]+", "-", Path(str(provenance["model"])).name.lower()).strip("-") or "model"
     return f"laser-demo-{data.name}-{model}-k{provenance['num_thinking_steps']}-{digest}"
 

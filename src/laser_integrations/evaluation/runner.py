@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from laser_integrations.evaluation.beir import BeirDataset
     from laser_integrations.rewrite import RationaleGenerator
 
+
 @dataclass(frozen=True)
 class Mode:
     """How queries are turned into vectors."""

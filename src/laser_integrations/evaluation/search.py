@@ -29,8 +29,8 @@ class ExactSearch:
     Example:
         >>> import numpy as np
         >>> search = ExactSearch(["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]))
-        >>> search.search(np.array([[0.6, 0.8]]), top_k=1)
-        [{'b': 0.8}]
+        >>> search.search(np.array([[0.5, 0.75]]), top_k=1)
+        [{'b': 0.75}]
     """
 
     def __init__(self, doc_ids: Sequence[str], vectors: np.ndarray) -> None:

@@ -189,5 +189,3 @@ def _explicit_search(retriever: Any, model: SentenceTransformer, prompt: str | N
         return await getattr(store, async_name)(query_vector, **search_kwargs)
 
     return RunnableLambda(search, afunc=asearch, name="explicit_view_search")
-
-

@@ -64,9 +64,7 @@ class RationaleQueryTransform(BaseQueryTransform):
         self._completer = Completer(llm)
         self._laser = laser_query_side(embed_model) if embed_model is not None else None
         if embed_model is not None and self._laser is None:
-            raise TypeError(
-                f"embed_model must be a LaSER model or LaSEREmbedding, got {type(embed_model).__name__}"
-            )
+            raise TypeError(f"embed_model must be a LaSER model or LaSEREmbedding, got {type(embed_model).__name__}")
         prompt = default_prompt(llm, rationale_prompt)
         self._prompt = PromptTemplate(prompt) if isinstance(prompt, str) else prompt
         self._separator = separator
