@@ -177,8 +177,9 @@ def read_outputs(folder: Path, stem: str) -> dict:
 def test_laser_eval_runs_every_mode_and_writes_json_and_png(tiny_dirs, toy_dataset, tmp_path, capsys):
     output = tmp_path / "eval"
     laser(
-        "eval", "--model", str(tiny_dirs["qwen3"]), "--dataset", str(toy_dataset), "--modes", "single,latent:2", "explicit",
-        "--max-new-tokens", "2", "--batch-size", "2", "--output-dir", str(output), "--no-progress", "--device", "cpu",
+        "eval", "--model", str(tiny_dirs["qwen3"]), "--dataset", str(toy_dataset),
+        "--modes", "single,latent:2", "explicit", "--max-new-tokens", "2", "--batch-size", "2",
+        "--output-dir", str(output), "--no-progress", "--device", "cpu",
     )  # fmt: skip
     report = read_outputs(output, "eval")
     assert [mode["mode"] for mode in report["modes"]] == ["single", "latent-k2", "explicit"]
