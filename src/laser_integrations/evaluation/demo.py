@@ -37,7 +37,6 @@ from laser_integrations.evaluation.runner import EvaluationReport, Mode, model_n
 from laser_integrations.evaluation.search import QdrantSearch
 
 if TYPE_CHECKING:
-    import numpy as np
     from qdrant_client import QdrantClient
     from sentence_transformers import SentenceTransformer
 
@@ -117,8 +116,8 @@ def run_demo(
 
     client, where = _connect(qdrant_url, qdrant_path, cache)
     try:
-        collection, index_seconds = index_corpus(
-            client, embedder, data, num_thinking_steps, show_progress_bar=show_progress_bar, echo=echo
+        collection, index_seconds = index_demo_corpus(
+            client, embedder, data, show_progress_bar=show_progress_bar, echo=echo
         )
         echo(
             f"answering: single (K=1), latent (K={num_thinking_steps}) and explicit rewrite "
@@ -176,48 +175,43 @@ def _show_and_write(report: EvaluationReport, output: Path, warning: str | None,
         echo(warning)
 
 
-def index_corpus(
+def index_demo_corpus(
     client: QdrantClient,
     model: SentenceTransformer,
     data: BeirDataset,
-    num_thinking_steps: int,
     *,
     batch_size: int = 16,
     show_progress_bar: bool = True,
     echo: Callable[[str], None] = print,
 ) -> tuple[str, float | None]:
-    """Fill (or reuse) a provenance-checked collection with the corpus' latent-view vectors.
+    """Fill (or reuse) the demo's collection through :func:`laser_integrations.indexing.index_corpus`.
 
     Returns the collection's name and the indexing time (``None`` when a complete index was reused).
     """
-    from tqdm.auto import tqdm
+    from laser_integrations.indexing import index_corpus
+    from laser_integrations.indexing.job import model_provenance
+    from laser_integrations.qdrant import ensure_collection
 
-    from laser_integrations.embedder import EncodeOptions, LaSEREmbedder
-    from laser_integrations.qdrant import content_id, ensure_collection
-
-    provenance = LaSEREmbedder(model).provenance(EncodeOptions(num_thinking_steps=num_thinking_steps))
+    provenance = model_provenance(model)
     name = collection_name(data, provenance.to_dict())
     ensure_collection(client, name, provenance)
-    doc_ids = list(data.corpus)
-    if client.count(name, exact=True).count == len(doc_ids):
-        echo(f"reusing the index in collection {name!r} ({len(doc_ids)} passages, K={num_thinking_steps})")
+    if client.count(name, exact=True).count == len(data.corpus):
+        steps = provenance.num_thinking_steps
+        echo(f"reusing the index in collection {name!r} ({len(data.corpus)} passages, K={steps})")
         return name, None
-    start = time.perf_counter()
-    with tqdm(total=len(doc_ids), desc="Indexing passages", unit="passage", disable=not show_progress_bar) as bar:
-        for first in range(0, len(doc_ids), batch_size):
-            chunk = [data.corpus[doc_id] for doc_id in doc_ids[first : first + batch_size]]
-            vectors = model.encode_document(
-                [passage.as_text() for passage in chunk],
-                num_thinking_steps=num_thinking_steps,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-            )
-            points = [_point(passage, vector, content_id) for passage, vector in zip(chunk, vectors, strict=True)]
-            client.upsert(name, points=points)
-            bar.update(len(chunk))
-    seconds = time.perf_counter() - start
-    echo(f"indexed {len(doc_ids)} passages into {name!r} in {seconds:.1f} s")
-    return name, seconds
+    report = index_corpus(
+        model,
+        data.folder,
+        collection=name,
+        client=client,
+        batch_size=batch_size,
+        chunk_size=64,
+        show_progress_bar=show_progress_bar,
+    )
+    if not report.ok:
+        raise RuntimeError(report.summary())
+    echo(f"indexed {len(data.corpus)} passages into {name!r} in {report.wall_seconds:.1f} s")
+    return name, report.wall_seconds
 
 
 def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
@@ -228,17 +222,6 @@ def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
     digest = digest.hexdigest()[:10]
     model = re.sub(r"[^a-z0-9]+", "-", Path(str(provenance["model"])).name.lower()).strip("-") or "model"
     return f"laser-demo-{data.name}-{model}-k{provenance['num_thinking_steps']}-{digest}"
-
-
-def _point(passage: Any, vector: np.ndarray, content_id: Callable[..., str]) -> Any:
-    """A point in LangChain's payload layout, so ``langchain_qdrant`` can open the demo collection too."""
-    from qdrant_client import models
-
-    return models.PointStruct(
-        id=content_id(passage.as_text(), {"doc_id": passage.id}),
-        vector=vector.tolist(),
-        payload={"page_content": passage.as_text(), "metadata": {"doc_id": passage.id, "title": passage.title}},
-    )
 
 
 def _connect(url: str | None, path: str | os.PathLike[str] | None, cache: Path) -> tuple[QdrantClient, str]:
