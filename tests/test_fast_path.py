@@ -321,3 +321,30 @@ def test_concurrent_calls_on_one_model_stay_correct(causal_lm, tokenizer):
 def test_buckets():
     assert [bucket_batch_size(b) for b in (1, 2, 3, 5, 8, 17, 32, 33)] == [1, 2, 4, 8, 8, 32, 32, 64]
     assert [bucket_length(n) for n in (1, 63, 64, 65, 1024, 1025)] == [64, 64, 64, 128, 1024, 1280]
+
+
+def test_the_module_routes_through_the_fast_path_where_available(tiny_dirs, monkeypatch):
+    """On CUDA ``fast_path_available`` is true; faking it on CPU shows the module's routing and its switch."""
+    from laser_integrations import load_model
+    from laser_integrations import module as module_file
+
+    model = load_model(str(tiny_dirs["qwen3"]), device="cpu")
+    texts = ["why is the sky blue", "Photosynthesis converts light energy into chemical energy."]
+    plain = model.encode_query(texts)
+    calls: list[int] = []
+    real_static = module_file.latent_thinking_static
+
+    def counting_static(*args, **kwargs):
+        calls.append(1)
+        return real_static(*args, **kwargs)
+
+    monkeypatch.setattr(module_file, "fast_path_available", lambda causal_lm: True)
+    monkeypatch.setattr(module_file, "latent_thinking_static", counting_static)
+    fast = model.encode_query(texts)
+    assert calls, "the fast path was not used"
+    assert float((fast * plain).sum(-1).min()) >= 0.99999
+
+    calls.clear()
+    model[0].fast_path = False
+    model.encode_query(texts)
+    assert not calls, "fast_path=False still used the fast path"

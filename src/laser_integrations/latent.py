@@ -12,6 +12,9 @@ Only the last position's logits are ever computed, the backbone (not the LM wrap
 no full-sequence logits or per-layer hidden states exist, and the K-1 decode steps reuse the KV
 cache. Positions are passed explicitly from the attention mask, so a left-padded text sees the
 same positions it would see alone.
+
+:func:`latent_thinking_after_prefix` is the same loop for texts that all start with one shared prefix
+(chat head + instruction) whose KV cache was computed once (:mod:`laser_integrations.prefix_cache`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers import PreTrainedModel
+from transformers import Cache, PreTrainedModel
 
 
 @dataclass
@@ -83,6 +86,22 @@ def positions_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
 
 
+def without_prefix(input_ids: Tensor, attention_mask: Tensor, prefix_length: int) -> tuple[Tensor, Tensor]:
+    """Drop the first ``prefix_length`` real tokens of every left-padded row, keeping the rest left padded.
+
+    Every row must hold more than ``prefix_length`` tokens. Row ``r`` with ``n_r`` tokens keeps its last
+    ``n_r - prefix_length``; the result is as wide as the longest remainder, and what lies left of a row's
+    remainder is masked (its ids are never attended to).
+    """
+    lengths = attention_mask.long().sum(dim=1) - prefix_length
+    if bool((lengths < 1).any()):
+        raise ValueError(f"every row needs at least one token after its {prefix_length}-token prefix")
+    width = int(lengths.max())
+    columns = torch.arange(width, device=attention_mask.device)
+    mask = (columns.unsqueeze(0) >= (width - lengths).unsqueeze(1)).to(attention_mask.dtype)
+    return input_ids[:, -width:], mask
+
+
 def next_token_distribution(causal_lm: PreTrainedModel, hidden: Tensor) -> Tensor:
     """``p = softmax(W h)`` in float32 for (B, H) states: the LM head applied to one row per text."""
     logits = causal_lm.get_output_embeddings()(hidden).float()
@@ -124,7 +143,53 @@ def latent_thinking(
         raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
     think = _think_on_cache if decodes_on_cache(causal_lm) else _think_by_recompute
     states, distributions = think(causal_lm, input_ids, attention_mask, steps)
+    return _pooled(causal_lm, states, distributions, top_k)
 
+
+def latent_thinking_after_prefix(
+    causal_lm: PreTrainedModel,
+    prefix: Cache,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    num_thinking_steps: int = 3,
+    *,
+    top_k: int = 0,
+) -> LatentThinkingOutput:
+    """:func:`latent_thinking` for texts that all start with one prefix whose KV cache is already computed.
+
+    Each text is ``prefix + rest``; only the rests are fed. With P the prefix length, T the width of the
+    left-padded rests and K the thinking steps, the batch reads::
+
+        columns    [ prefix (P) | padding | row tokens ][ soft tokens (K-1) ]
+        mask       [ 1 ... 1    | 0 ... 0 | 1 ... 1    ][ 1 ... 1           ]
+        positions  [ 0 .. P-1   | (unused)| P .. P+n-1 ][ P+n .. P+n+K-2    ]
+
+    so row r (n tokens after the prefix) sees exactly the keys and positions it would see alone, unpadded:
+    the prefill feeds the T rest columns on top of the prefix cache (attention mask over all P+T columns,
+    position ids ``P + cumsum(mask) - 1``), then the K-1 soft tokens are decoded as in :func:`latent_thinking`.
+
+    Args:
+        causal_lm: A ``*ForCausalLM`` model in a mode that keeps its KV cache (see :func:`decodes_on_cache`).
+        prefix: The prefix's KV cache, already holding B rows (e.g. ``PrefixKV.for_batch(B)``). It is consumed:
+            the loop appends the rest and soft tokens to it in place, so build a fresh one per call.
+        input_ids: (B, T) ids of what follows the prefix, padded on the left.
+        attention_mask: (B, T) 1 for tokens, 0 for padding; every row needs at least one token.
+        num_thinking_steps: K >= 1.
+        top_k: As in :func:`latent_thinking`.
+    """
+    steps = check_num_thinking_steps(num_thinking_steps)
+    if not bool(attention_mask[:, -1].all()):
+        raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    if not decodes_on_cache(causal_lm):
+        raise ValueError("a prefix KV cache needs a model that keeps its cache: call .eval() or disable checkpointing")
+    states, distributions = _think_on_cache(causal_lm, input_ids, attention_mask, steps, prefix=prefix)
+    return _pooled(causal_lm, states, distributions, top_k)
+
+
+def _pooled(
+    causal_lm: PreTrainedModel, states: list[Tensor], distributions: list[Tensor], top_k: int
+) -> LatentThinkingOutput:
+    """``normalize(mean(h_1 .. h_K))``, plus the top tokens after each state when asked."""
     stacked = torch.stack(states, dim=1)
     embedding = F.normalize(stacked.float().mean(dim=1), p=2, dim=-1)
     result = LatentThinkingOutput(embedding=embedding, states=stacked)
@@ -156,17 +221,27 @@ def cache_keyword(backbone: torch.nn.Module) -> str:
 
 
 def _think_on_cache(
-    causal_lm: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, steps: int
+    causal_lm: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, steps: int, prefix: Cache | None = None
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """One prefill, then each soft token as a single new position on the KV cache."""
+    """One prefill (on top of a prefix's KV cache, if given), then each soft token as a single new position."""
     backbone = causal_lm.base_model
     embedding_table = causal_lm.get_input_embeddings().weight
-    prompt_length = input_ids.shape[1]
-    positions = positions_from_mask(attention_mask)
-    thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
     cache_name = cache_keyword(backbone)
+    past = {}
+    if prefix is not None:  # the prefix's columns come first: [prefix | padding | tokens], all prefix keys visible
+        attention_mask = F.pad(attention_mask, (prefix.get_seq_length(), 0), value=1)
+        past = {cache_name: prefix}
+    prompt_length = attention_mask.shape[1]
+    positions = positions_from_mask(attention_mask)[:, -input_ids.shape[1] :]
+    thinking_mask = F.pad(attention_mask, (0, steps - 1), value=1)
 
-    output = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=steps > 1)
+    output = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=steps > 1 or prefix is not None,
+        **past,
+    )
     hidden = output.last_hidden_state[:, -1]
     states, distributions = [hidden], []
     for step in range(1, steps):

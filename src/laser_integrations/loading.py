@@ -269,6 +269,7 @@ def load_model(
     cache_folder: str | None = None,
     laser_cache_dir: str | None = None,
     prefix_cache: bool = True,
+    fast_path: bool = True,
 ) -> SentenceTransformer:
     """Load a LaSER embedding model as a ``SentenceTransformer``.
 
@@ -295,6 +296,8 @@ def load_model(
             ``$LASER_CACHE`` or ``~/.cache/laser_integrations``).
         prefix_cache: Reuse the KV cache of the shared prompt prefix (same vectors, less compute; see
             :class:`~laser_integrations.module.LatentThinkingEmbedding`).
+        fast_path: On CUDA, run the K-1 soft-token steps on a static KV cache captured as one CUDA graph
+            (:mod:`laser_integrations.fast_path`; same vectors; falls back by itself where capture fails).
 
     Returns:
         A ``SentenceTransformer`` with one :class:`~laser_integrations.module.LatentThinkingEmbedding`
@@ -314,6 +317,7 @@ def load_model(
         chat_template=chat_template,
         think_block=think_block,
         prefix_cache=bool(prefix_cache),
+        fast_path=bool(fast_path),
     )
     options = {key: value for key, value in options.items() if value is not None}
     backbone = dict(dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation)

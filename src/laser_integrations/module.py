@@ -29,17 +29,27 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from laser_integrations import __version__
+from laser_integrations.backbone import load_causal_lm
+from laser_integrations.fast_path import fast_path_available, latent_thinking_static
 from laser_integrations.formatting import apply_chat_format, has_chat_template, template_knows_think
 from laser_integrations.latent import (
+    LatentThinkingOutput,
     check_num_thinking_steps,
+    decodes_on_cache,
     explicit_view,
     latent_thinking,
+    latent_thinking_after_prefix,
     left_aligned,
     trajectory_positions,
+    without_prefix,
 )
+from laser_integrations.prefix_cache import PrefixCache, supports_prefix_cache
 
 LatentInput = str
 ExplicitInput = tuple[str, str]
+
+_TEXT_MARK = "\u2063laser-text\u2063"
+"""Stands in for a text while formatting, to find where the shared prompt prefix ends."""
 
 
 class LatentThinkingEmbedding(InputModule):
@@ -60,6 +70,18 @@ class LatentThinkingEmbedding(InputModule):
             ``None`` (default) turns it on when the chat template mentions ``<think>``.
         base_model: Where the weights came from (alias target, Hub id, path), kept for provenance: a
             vector store can refuse vectors from a different model.
+        prefix_cache: Compute the KV cache of the prompt prefix every text of a batch starts with (chat head +
+            instruction) once, keep it in :attr:`prefix_kv` (a small LRU), and feed only the rest of each text
+            (:func:`~laser_integrations.latent.latent_thinking_after_prefix`). Vectors equal the plain path's to
+            float rounding; rows whose tokens do not start with the prefix's (a BPE merge across the boundary,
+            truncation) take the plain path. Only inference uses it (eval mode, autograd off), and only on
+            ``sdpa``/``eager`` attention without sliding windows. A runtime switch (``module.prefix_cache =
+            False``), not saved with the model since it never changes a vector.
+        fast_path: On CUDA, run the K-1 soft-token steps on a static KV cache captured once as a CUDA graph
+            (:func:`~laser_integrations.fast_path.latent_thinking_static`; same vectors, falls back to eager
+            steps where capture fails). Used when :func:`~laser_integrations.fast_path.fast_path_available`
+            says so (CUDA weights, inference); it then takes precedence over the prefix cache. A runtime
+            switch (``module.fast_path = False``), not saved with the model.
 
     Example:
         >>> from sentence_transformers import SentenceTransformer
@@ -88,6 +110,8 @@ class LatentThinkingEmbedding(InputModule):
         chat_template: bool | None = None,
         think_block: bool | None = None,
         base_model: str | None = None,
+        prefix_cache: bool = True,
+        fast_path: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -98,6 +122,9 @@ class LatentThinkingEmbedding(InputModule):
         self.chat_template = chat_template
         self.think_block = think_block
         self.base_model = base_model
+        self.prefix_cache = bool(prefix_cache)
+        self.prefix_kv = PrefixCache()  # the cached prompt prefixes (laser_integrations.prefix_cache)
+        self.fast_path = bool(fast_path)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -122,6 +149,17 @@ class LatentThinkingEmbedding(InputModule):
             return text
         return apply_chat_format(self.tokenizer, text, think_block=self.uses_think_block)
 
+    def prompt_prefix(self, prompt: str = "") -> str:
+        """The formatted text every input under ``prompt`` starts with: chat head + prompt (``""`` if none)."""
+        formatted = self.format_text(prompt + _TEXT_MARK)
+        end = formatted.find(_TEXT_MARK)
+        return formatted[:end] if end >= 0 else ""
+
+    def train(self, mode: bool = True) -> LatentThinkingEmbedding:
+        if mode:  # training changes the weights: cached prefixes would only take memory
+            self.prefix_kv.clear()
+        return super().train(mode)
+
     # -- preprocessing ---------------------------------------------------------------------------------
 
     def preprocess(
@@ -135,7 +173,9 @@ class LatentThinkingEmbedding(InputModule):
 
         Features: ``input_ids``/``attention_mask`` for latent rows, ``explicit_input_ids``/
         ``explicit_attention_mask``/``explicit_trajectory_positions`` for explicit rows, and
-        ``latent_rows``/``explicit_rows`` giving each group's places in the batch.
+        ``latent_rows``/``explicit_rows`` giving each group's places in the batch. With the prefix cache on
+        (and not training), ``prefix_input_ids`` (P,) and ``prefix_rows`` (the latent rows whose ids start
+        with exactly those P ids and hold more) let ``forward`` reuse the prefix's KV cache.
         """
         prompt = prompt or ""
         latent_rows, latent_texts, explicit_rows, explicit_pairs = [], [], [], []
@@ -155,11 +195,40 @@ class LatentThinkingEmbedding(InputModule):
             _reject_empty(encoded["attention_mask"], latent_rows)
             features.update(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
             features["latent_rows"] = torch.tensor(latent_rows, dtype=torch.long)
+            if self.prefix_cache and not self.training:
+                features.update(self._shared_prefix(prompt, encoded["input_ids"], encoded["attention_mask"]))
         if explicit_pairs:
             steps = check_num_thinking_steps(num_thinking_steps or self.num_thinking_steps)
             features.update(self._tokenize_explicit(explicit_pairs, steps))
             features["explicit_rows"] = torch.tensor(explicit_rows, dtype=torch.long)
         return features
+
+    def _shared_prefix(self, prompt: str, input_ids: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
+        """The prompt prefix's ids and the rows that start with them, checked row by row.
+
+        The texts' own tokenization is never changed: a row takes the cached prefix only if its ids begin
+        with exactly the prefix's ids. The prefix ends before its trailing whitespace (the space after
+        ``Query:`` merges with the query's first word in BPE), so that boundary is stable; a row where a
+        merge still crosses it (or that truncation cut inside the prefix) takes the plain path.
+        """
+        prefix_text = self.prompt_prefix(prompt).rstrip()
+        if not prefix_text:
+            return {}
+        # The texts' exact call (special tokens, and padding/truncation settings: a fast tokenizer keeps those
+        # as shared state, so a call with other settings would race with concurrent encodes).
+        encoded = self.tokenizer([prefix_text], padding=True, truncation=True, max_length=self.max_seq_length)
+        prefix_ids = encoded["input_ids"][0]
+        if not prefix_ids:
+            return {}
+        expected = torch.tensor(prefix_ids, dtype=input_ids.dtype)
+        rows = []
+        for row, (ids, mask) in enumerate(zip(input_ids, attention_mask, strict=True)):
+            tokens = ids[mask.bool()]
+            if len(tokens) > len(expected) and torch.equal(tokens[: len(expected)], expected):
+                rows.append(row)
+        if not rows:
+            return {}
+        return {"prefix_input_ids": expected, "prefix_rows": torch.tensor(rows, dtype=torch.long)}
 
     def _tokenize_explicit(self, pairs: list[tuple[str, str]], steps: int) -> dict[str, Tensor]:
         """Tokenize ``formatted query + rationale``, append one EOS, and locate the K trajectory positions."""
@@ -209,7 +278,7 @@ class LatentThinkingEmbedding(InputModule):
         parts: list[tuple[Tensor, Tensor]] = []
         if "input_ids" in features:
             input_ids, attention_mask = left_aligned(features["input_ids"], features["attention_mask"])
-            latent = latent_thinking(self.model, input_ids, attention_mask, steps)
+            latent = self._latent_view(features, input_ids, attention_mask, steps)
             features["thinking_states"] = latent.states
             parts.append((features.get("latent_rows"), latent.embedding))
         if "explicit_input_ids" in features:
@@ -227,6 +296,42 @@ class LatentThinkingEmbedding(InputModule):
             rows = torch.cat([index for index, _ in parts]).to(parts[0][1].device)
             features["sentence_embedding"] = torch.cat([emb for _, emb in parts])[torch.argsort(rows)]
         return features
+
+    def uses_prefix_cache(self) -> bool:
+        """Whether ``forward`` would reuse cached prefixes now: switched on, inference, and a supported model."""
+        if not self.prefix_cache or self.training or torch.is_grad_enabled():
+            return False
+        return decodes_on_cache(self.model) and supports_prefix_cache(self.model)
+
+    def _latent_view(
+        self, features: dict[str, Tensor], input_ids: Tensor, attention_mask: Tensor, steps: int
+    ) -> LatentThinkingOutput:
+        """The latent loop over left-aligned rows: rows starting with the cached prefix feed only their rest."""
+        if self.fast_path and fast_path_available(self.model):
+            # On CUDA the K-1 decode steps are launch-bound: the captured static-cache steps win there. Combining
+            # them with the prefix cache is left until a GPU measures it.
+            return latent_thinking_static(self.model, input_ids, attention_mask, steps)
+        rows = features.get("prefix_rows")
+        if rows is None or "prefix_input_ids" not in features or not self.uses_prefix_cache():
+            return latent_thinking(self.model, input_ids, attention_mask, steps)
+        prefix_ids = features["prefix_input_ids"].tolist()
+        prefix = self.prefix_kv.get(self.model, prefix_ids)
+        rows = rows.to(input_ids.device)
+        rest_ids, rest_mask = without_prefix(input_ids[rows], attention_mask[rows], len(prefix_ids))
+        cache = prefix.for_batch(len(rows), self.model.base_model.config)
+        cached = latent_thinking_after_prefix(self.model, cache, rest_ids, rest_mask, steps)
+        if len(rows) == len(input_ids):
+            return cached
+        plain_rows = torch.ones(len(input_ids), dtype=torch.bool, device=input_ids.device)
+        plain_rows[rows] = False
+        plain_ids, plain_mask = input_ids[plain_rows], attention_mask[plain_rows]
+        width = int(plain_mask.sum(dim=1).max())  # drop the columns only the other group needed
+        plain = latent_thinking(self.model, plain_ids[:, -width:], plain_mask[:, -width:], steps)
+        embedding = cached.embedding.new_empty((len(input_ids), cached.embedding.shape[1]))
+        states = cached.states.new_empty((len(input_ids), *cached.states.shape[1:]))
+        embedding[rows], states[rows] = cached.embedding, cached.states
+        embedding[plain_rows], states[plain_rows] = plain.embedding, plain.states
+        return LatentThinkingOutput(embedding=embedding, states=states)
 
     # -- sentence-transformers plumbing -----------------------------------------------------------------
 
@@ -260,8 +365,6 @@ class LatentThinkingEmbedding(InputModule):
         ``trust_remote_code`` here is sentence-transformers' permission to import this class; it does not
         let transformers run a backbone's Hub code. For that, pass ``model_kwargs={"trust_remote_code": True}``.
         """
-        from laser_integrations.loading import load_causal_lm
-
         hub_kwargs = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
         directory = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub_kwargs)
