@@ -14,12 +14,14 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     raise ImportError(
         "laser_integrations.langchain needs langchain-core: pip install 'laser-integrations[langchain]'"
     ) from error
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from laser_integrations.embedder import DEFAULT_MODEL, EmbeddingProvenance, EncodeOptions, LaSEREmbedder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from laser_integrations.serving.client import RemoteEncoder
 
 __all__ = ["LaSEREmbeddings"]
 
@@ -30,7 +32,8 @@ class LaSEREmbeddings(BaseModel, Embeddings):
     Takes a model spec (anything :func:`~laser_integrations.load_model` takes) or a ready LaSER
     ``SentenceTransformer`` (positionally or as ``client=``), so one loaded model can serve LangChain
     and LlamaIndex at once. ``aembed_query``/``aembed_documents`` never block the event loop:
-    concurrent calls are coalesced into shared forward passes run in a worker thread.
+    concurrent calls are coalesced into shared forward passes run in a worker thread. With ``endpoint=``
+    (a ``laser serve`` URL) no model is loaded: the server embeds, with the same sides, K and instruction.
 
     Example:
         ```python
@@ -66,11 +69,16 @@ class LaSEREmbeddings(BaseModel, Embeddings):
     ``local_files_only``, ``revision``, ``trust_remote_code`` ..."""
     max_wait_ms: float = Field(default=2.0, ge=0)
     """How long concurrent async calls are collected before one forward pass runs them together."""
+    endpoint: str | None = None
+    """A ``laser serve`` URL (``"http://127.0.0.1:8080"``): embed there instead of loading a model (remote mode).
+    ``model`` is then the served name (default: the server's model); queries and documents keep their sides."""
+    api_key: SecretStr | None = None
+    """The server's ``--api-key`` (remote mode)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    _client: SentenceTransformer = PrivateAttr()
-    _embedder: LaSEREmbedder = PrivateAttr()
+    _client: SentenceTransformer | None = PrivateAttr()
+    _embedder: LaSEREmbedder | RemoteEncoder = PrivateAttr()
 
     def __init__(self, model: str | os.PathLike[str] | SentenceTransformer | None = None, /, **kwargs: Any) -> None:
         """Validate the fields, then load the model (or adopt the ``SentenceTransformer`` given)."""
@@ -85,15 +93,27 @@ class LaSEREmbeddings(BaseModel, Embeddings):
             else:
                 client = model
         super().__init__(**kwargs)
+        if self.endpoint is not None:
+            self._embedder, self._client = self._remote_encoder(client), None
+            return
         source = self.model_name if client is None else client
         self._embedder = LaSEREmbedder.load(source, device=self.device, **self.model_kwargs)
         self._client = self._embedder.model
         if client is not None and "model_name" not in self.model_fields_set:
             self.model_name = self._embedder.model_id
 
+    def _remote_encoder(self, client: object) -> RemoteEncoder:
+        from laser_integrations.serving.client import RemoteEncoder
+
+        if client is not None or self.device is not None or self.model_kwargs:
+            raise ValueError("with endpoint= the server holds the model: drop the model object, device, model_kwargs")
+        model = self.model_name if "model_name" in self.model_fields_set else None
+        api_key = self.api_key.get_secret_value() if self.api_key is not None else None
+        return RemoteEncoder(self.endpoint or "", model=model, api_key=api_key)
+
     @property
-    def client(self) -> SentenceTransformer:
-        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters)."""
+    def client(self) -> SentenceTransformer | None:
+        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters); ``None`` in remote mode."""
         return self._client
 
     @property

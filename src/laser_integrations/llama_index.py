@@ -22,6 +22,8 @@ from laser_integrations.embedder import DEFAULT_MODEL, EmbeddingProvenance, Enco
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from laser_integrations.serving.client import RemoteEncoder
+
 __all__ = ["LaSEREmbedding"]
 
 
@@ -30,7 +32,8 @@ class LaSEREmbedding(BaseEmbedding):
 
     Takes a model spec (anything :func:`~laser_integrations.load_model` takes) or a ready LaSER
     ``SentenceTransformer``. The async methods never block the event loop: concurrent calls are
-    coalesced into shared forward passes run in a worker thread.
+    coalesced into shared forward passes run in a worker thread. With ``endpoint=`` (a ``laser serve``
+    URL) no model is loaded: the server embeds, with the same sides, K and instruction.
 
     Args:
         model: A model spec (``"laser-qwen3"``, a Hub id, a directory, a ``.gguf`` file, ``"smollm2"``) or a
@@ -44,6 +47,9 @@ class LaSEREmbedding(BaseEmbedding):
         max_wait_ms: How long concurrent async calls are collected before one forward pass.
         device: Device to load a spec on.
         model_kwargs: Other :func:`~laser_integrations.load_model` options (``dtype``, ``max_seq_length`` ...).
+        endpoint: A ``laser serve`` URL (``"http://127.0.0.1:8080"``): embed there (remote mode); ``model`` /
+            ``model_name`` is then the served name (default: the server's model).
+        api_key: The server's ``--api-key`` (remote mode; never serialized).
 
     Example:
         ```python
@@ -70,9 +76,11 @@ class LaSEREmbedding(BaseEmbedding):
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Other laser_integrations.load_model options (dtype, max_seq_length ...)."
     )
+    endpoint: str | None = Field(default=None, description="A laser serve URL: embed there instead of loading.")
+    api_key: str | None = Field(default=None, exclude=True, repr=False, description="The server's --api-key.")
 
-    _client: SentenceTransformer = PrivateAttr()
-    _embedder: LaSEREmbedder = PrivateAttr()
+    _client: SentenceTransformer | None = PrivateAttr()
+    _embedder: LaSEREmbedder | RemoteEncoder = PrivateAttr()
 
     def __init__(
         self,
@@ -88,13 +96,19 @@ class LaSEREmbedding(BaseEmbedding):
         device: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
+        endpoint: str | None = None,
+        api_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         if model is not None and model_name is not None:
             raise TypeError("pass the model once: as `model` or as `model_name`")
         source = model if model is not None else (model_name or DEFAULT_MODEL)
+        remote = endpoint is not None
+        if remote and (not isinstance(source, (str, os.PathLike)) or device is not None or model_kwargs):
+            raise ValueError("with endpoint= the server holds the model: drop the model object, device, model_kwargs")
         # A ready model is adopted now (cheap); a spec is loaded only after the fields validate.
-        embedder = None if isinstance(source, (str, os.PathLike)) else LaSEREmbedder.load(source, device=device)
+        deferred = remote or isinstance(source, (str, os.PathLike))
+        embedder = None if deferred else LaSEREmbedder.load(source, device=device)
         if embedder is not None and model_kwargs:
             raise ValueError("model_kwargs only apply when loading a model spec; this model is already loaded")
         super().__init__(
@@ -108,8 +122,16 @@ class LaSEREmbedding(BaseEmbedding):
             device=device,
             model_kwargs=model_kwargs or {},
             callback_manager=callback_manager,
+            endpoint=endpoint,
+            api_key=api_key,
             **kwargs,
         )
+        if remote:
+            from laser_integrations.serving.client import RemoteEncoder
+
+            named = None if model is None and model_name is None else self.model_name
+            self._embedder, self._client = RemoteEncoder(endpoint, model=named, api_key=api_key), None
+            return
         if embedder is None:
             embedder = LaSEREmbedder.load(self.model_name, device=self.device, **self.model_kwargs)
         self._embedder = embedder
@@ -120,8 +142,8 @@ class LaSEREmbedding(BaseEmbedding):
         return "LaSEREmbedding"
 
     @property
-    def client(self) -> SentenceTransformer:
-        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters)."""
+    def client(self) -> SentenceTransformer | None:
+        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters); ``None`` in remote mode."""
         return self._client
 
     @property

@@ -61,6 +61,13 @@ def register(subparsers: Any) -> None:
     server.add_argument("--served-model-name", default=None, help="the name clients send as model (default: MODEL)")
     server.add_argument("--max-batch-size", type=int, default=32, help="texts per forward pass (32; 1: no coalescing)")
     server.add_argument("--max-wait-ms", type=float, default=2.0, help="how long requests are collected (2 ms)")
+    server.add_argument(
+        "--wait-fraction",
+        type=float,
+        default=0.05,
+        help="with other requests in flight, collect for up to this fraction of the last forward pass if that is "
+        "longer (0.05, at most 500 ms; 0: off)",
+    )
     server.add_argument("--max-inputs", type=int, default=2048, help="most texts per request (2048, as OpenAI)")
     server.add_argument("--max-thinking-steps", type=int, default=32, help="largest K a request may ask for (32)")
     server.add_argument(
@@ -111,6 +118,7 @@ def settings_from_args(args: argparse.Namespace, spec: str) -> Any:
         api_key=args.api_key or None,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        wait_fraction=args.wait_fraction,
         max_inputs=args.max_inputs,
         max_thinking_steps=args.max_thinking_steps,
         default_side=args.default_side,

@@ -1,0 +1,39 @@
+"""``laser serve``: one LaSER model behind the OpenAI and TEI embedding APIs every RAG stack already speaks.
+
+- :func:`create_app` / :class:`ServeSettings` (:mod:`.app`): the ASGI app
+  (``pip install 'laser-integrations[serve]'``).
+- :class:`RemoteEncoder` (:mod:`.client`): what the LangChain and LlamaIndex adapters use with ``endpoint=``.
+- :func:`~laser_integrations.serving.ray_serve.deployment` (:mod:`.ray_serve`): the app as a Ray Serve
+  deployment with N replicas (``pip install 'laser-integrations[ray,serve]'``).
+
+Names are imported on first use, so the remote client needs neither FastAPI nor Ray.
+
+>>> from laser_integrations.serving import create_app, ServeSettings                  # doctest: +SKIP
+>>> app = create_app("smollm2", ServeSettings(max_batch_size=32))                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "create_app": "laser_integrations.serving.app",
+    "ServeSettings": "laser_integrations.serving.app",
+    "RemoteEncoder": "laser_integrations.serving.client",
+    "RemoteError": "laser_integrations.serving.client",
+}
+
+__all__ = ["RemoteEncoder", "RemoteError", "ServeSettings", "create_app"]
+
+if TYPE_CHECKING:
+    from laser_integrations.serving.app import ServeSettings, create_app
+    from laser_integrations.serving.client import RemoteEncoder, RemoteError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'laser_integrations.serving' has no attribute {name!r}")
