@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from laser_integrations.batching import MicroBatcher
-from laser_integrations.embedder import EncodeOptions, LaSEREmbedder, model_lock
+from laser_integrations.embedder import EncodeOptions, LocalEncoder, model_lock
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -174,7 +174,7 @@ class ForwardCounter:
 
 @pytest.fixture
 def embedder(tiny_model):
-    engine = LaSEREmbedder(tiny_model)
+    engine = LocalEncoder(tiny_model)
     yield engine
     engine.close()
 
@@ -277,6 +277,6 @@ async def test_bad_options_fail_only_their_caller(embedder):
 
 
 def test_embedders_on_one_model_share_its_lock(tiny_model):
-    first, second = LaSEREmbedder(tiny_model), LaSEREmbedder(tiny_model)
+    first, second = LocalEncoder(tiny_model), LocalEncoder(tiny_model)
 
     assert first.batcher.lock is second.batcher.lock is model_lock(tiny_model)

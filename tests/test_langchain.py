@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from laser_integrations import load_model
 from laser_integrations.formatting import query_prompt
 from laser_integrations.langchain import LaSEREmbeddings
+from laser_integrations.llama_index import LaSEREmbedding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,7 +57,7 @@ class TestLaSEREmbeddingsStandardIntegration(EmbeddingsIntegrationTests):
 
     @property
     def embedding_model_params(self) -> dict:
-        return {"client": self.smollm2, "num_thinking_steps": 3}
+        return {"model": self.smollm2, "num_thinking_steps": 3}
 
 
 # -- construction --------------------------------------------------------------------------------------------
@@ -72,20 +73,35 @@ def test_takes_a_spec_positionally_or_by_the_model_alias(tiny_dirs):
     assert by_position.embed_query("sky") == by_alias.embed_query("sky")
 
 
-def test_takes_a_ready_sentence_transformer(tiny_model):
+def test_takes_a_ready_sentence_transformer_like_the_llama_index_adapter(tiny_model):
     positional = LaSEREmbeddings(tiny_model)
-    keyword = LaSEREmbeddings(client=tiny_model, num_thinking_steps=2)
+    keyword = LaSEREmbeddings(model=tiny_model, num_thinking_steps=2)
+    llama_index = LaSEREmbedding(model=tiny_model)
 
-    assert positional.client is keyword.client is tiny_model
+    assert positional.client is keyword.client is llama_index.client is tiny_model
     assert positional.model_name == tiny_model[0].base_model
     assert keyword.provenance.num_thinking_steps == 2
+    with pytest.warns(DeprecationWarning, match=r"client=\.\.\.\) is deprecated"):
+        assert LaSEREmbeddings(client=tiny_model).client is tiny_model
+
+
+def test_the_normalize_option_is_deprecated_and_false_is_refused(tiny_model):
+    with pytest.warns(DeprecationWarning, match="does nothing"):
+        embeddings = LaSEREmbeddings(tiny_model, normalize=True)
+    assert abs(sum(x * x for x in embeddings.embed_query("sky")) - 1) < 1e-5  # unit length regardless
+    with pytest.raises(ValueError, match="always L2-normalized"):
+        LaSEREmbeddings(tiny_model, normalize=False)
+    with pytest.warns(DeprecationWarning, match="does nothing"):
+        LaSEREmbedding(tiny_model, normalize=True)
+    with pytest.raises(ValueError, match="always L2-normalized"):
+        LaSEREmbedding(tiny_model, normalize=False)
 
 
 def test_rejects_conflicting_or_unknown_arguments(tiny_model, tiny_dirs):
     with pytest.raises(TypeError, match="twice"):
         LaSEREmbeddings(str(tiny_dirs["qwen3"]), model="other")
     with pytest.raises(TypeError, match="twice"):
-        LaSEREmbeddings(tiny_model, client=tiny_model)
+        LaSEREmbeddings(tiny_model, model=tiny_model)
     with pytest.raises(ValueError, match="only apply when loading"):
         LaSEREmbeddings(tiny_model, model_kwargs={"dtype": "bf16"})
     with pytest.raises(ValidationError):
@@ -99,9 +115,7 @@ def test_rejects_conflicting_or_unknown_arguments(tiny_model, tiny_dirs):
 
 def test_queries_use_the_query_side_with_k_and_instruction(tiny_model):
     embeddings = LaSEREmbeddings(tiny_model, num_thinking_steps=4, instruction="Find code")
-    expected = tiny_model.encode_query(
-        ["sort a list"], prompt=query_prompt("Find code"), num_thinking_steps=4, normalize_embeddings=True
-    )
+    expected = tiny_model.encode_query(["sort a list"], prompt=query_prompt("Find code"), num_thinking_steps=4)
 
     vector = embeddings.embed_query("sort a list")
 
@@ -112,7 +126,7 @@ def test_queries_use_the_query_side_with_k_and_instruction(tiny_model):
 def test_default_instruction_is_the_models_query_prompt(tiny_model):
     embeddings = LaSEREmbeddings(tiny_model)
 
-    expected = tiny_model.encode_query(["sort a list"], normalize_embeddings=True)
+    expected = tiny_model.encode_query(["sort a list"])
 
     assert embeddings.embed_query("sort a list") == expected[0].tolist()
     assert embeddings.provenance.query_prompt == tiny_model.prompts["query"]
@@ -122,7 +136,7 @@ def test_documents_use_the_document_side(tiny_model):
     embeddings = LaSEREmbeddings(tiny_model, num_thinking_steps=2)
     texts = ["Rayleigh scattering.", "Lists are mutable.\n\nDefaults are shared."]
 
-    expected = tiny_model.encode_document(texts, num_thinking_steps=2, normalize_embeddings=True)
+    expected = tiny_model.encode_document(texts, num_thinking_steps=2)
 
     assert embeddings.embed_documents(texts) == expected.tolist()
 
@@ -130,10 +144,7 @@ def test_documents_use_the_document_side(tiny_model):
 def test_newlines_are_kept(tiny_model):
     embeddings = LaSEREmbeddings(tiny_model)
 
-    assert (
-        embeddings.embed_documents(["a\nb"])
-        == tiny_model.encode_document(["a\nb"], normalize_embeddings=True).tolist()
-    )
+    assert embeddings.embed_documents(["a\nb"]) == tiny_model.encode_document(["a\nb"]).tolist()
     assert embeddings.embed_documents(["a\nb"]) != embeddings.embed_documents(["a b"])
 
 
@@ -176,7 +187,7 @@ def test_an_empty_string_is_a_text_like_any_other(tiny_model):
     """The chat template gives an empty text tokens, so it gets a vector, as sentence-transformers gives it."""
     embeddings = LaSEREmbeddings(tiny_model)
 
-    assert embeddings.embed_documents([""]) == tiny_model.encode_document([""], normalize_embeddings=True).tolist()
+    assert embeddings.embed_documents([""]) == tiny_model.encode_document([""]).tolist()
     assert len(embeddings.embed_query("")) == tiny_model.get_embedding_dimension()
 
 

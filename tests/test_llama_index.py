@@ -62,10 +62,8 @@ def test_queries_use_the_query_side_and_texts_the_document_side(tiny_model):
     query = embedding.get_query_embedding("sort a list")
     text = embedding.get_text_embedding("sort a list")
 
-    expected_query = tiny_model.encode_query(
-        ["sort a list"], prompt=prompt, num_thinking_steps=4, normalize_embeddings=True
-    )
-    expected_text = tiny_model.encode_document(["sort a list"], num_thinking_steps=4, normalize_embeddings=True)
+    expected_query = tiny_model.encode_query(["sort a list"], prompt=prompt, num_thinking_steps=4)
+    expected_text = tiny_model.encode_document(["sort a list"], num_thinking_steps=4)
     assert query == expected_query[0].tolist()
     assert text == expected_text[0].tolist()
     assert type(query[0]) is float

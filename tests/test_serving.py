@@ -169,9 +169,9 @@ def test_tei_clients_pick_the_side_with_prompt_name(server, expected, monkeypatc
 
 
 def test_models_and_info_describe_the_provenance(server, tiny_model):
-    from laser_integrations.embedder import EncodeOptions, LaSEREmbedder
+    from laser_integrations.embedder import EncodeOptions, LocalEncoder
 
-    local = LaSEREmbedder(tiny_model).provenance(EncodeOptions())
+    local = LocalEncoder(tiny_model).provenance(EncodeOptions())
     with httpx.Client(base_url=server.url, headers=AUTH) as client:
         models = client.get("/v1/models").json()
         one = client.get("/v1/models/tiny:query")

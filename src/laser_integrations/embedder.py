@@ -6,7 +6,7 @@ calling ``encode_query`` (instruction + K) and ``encode_document`` (K), micro-ba
 async calls through one :class:`~laser_integrations.batching.MicroBatcher`, and describing what a
 vector store must agree on (:class:`EmbeddingProvenance`).
 
->>> embedder = LaSEREmbedder.load("smollm2")                                        # doctest: +SKIP
+>>> embedder = LocalEncoder.load("smollm2")                                        # doctest: +SKIP
 >>> options = EncodeOptions(num_thinking_steps=3)
 >>> embedder.embed_query("why is the sky blue", options)[:2]                         # doctest: +SKIP
 [0.0123, -0.0456]
@@ -49,9 +49,6 @@ class EncodeOptions:
     ``""``: no instruction)."""
     batch_size: int = 32
     """Texts per forward pass, and how many concurrent texts the micro-batcher waits for."""
-    normalize: bool = True
-    """Ask sentence-transformers to L2-normalize. LaSER vectors are already normalized by the model
-    (``normalize(mean(h_1..h_K))``), so this cannot turn normalization off."""
     show_progress_bar: bool = False
     max_wait_ms: float = 2.0
     """How long the micro-batcher collects concurrent async calls before it runs a forward pass."""
@@ -110,7 +107,6 @@ class _BatchKey(NamedTuple):
     num_thinking_steps: int
     prompt: str | None
     batch_size: int
-    normalize: bool
     show_progress_bar: bool
 
 
@@ -176,7 +172,7 @@ def model_lock(model: SentenceTransformer) -> threading.Lock:
         return lock
 
 
-class LaSEREmbedder:
+class LocalEncoder:
     """One LaSER model seen from a retrieval framework: query side, document side, provenance.
 
     Sync calls run in the caller's thread; async calls are coalesced by a micro-batcher that runs
@@ -187,7 +183,7 @@ class LaSEREmbedder:
         model: A LaSER ``SentenceTransformer`` (see :meth:`load` for a spec).
 
     Example:
-        >>> embedder = LaSEREmbedder.load("smollm2")                                  # doctest: +SKIP
+        >>> embedder = LocalEncoder.load("smollm2")                                  # doctest: +SKIP
         >>> vectors = embedder.embed_documents(["Rayleigh scattering ..."], EncodeOptions())  # doctest: +SKIP
     """
 
@@ -199,7 +195,7 @@ class LaSEREmbedder:
         )
 
     @classmethod
-    def load(cls, model: str | os.PathLike[str] | SentenceTransformer, **load_options: Any) -> LaSEREmbedder:
+    def load(cls, model: str | os.PathLike[str] | SentenceTransformer, **load_options: Any) -> LocalEncoder:
         """Build from a spec and :func:`~laser_integrations.load_model` options, or from a ready model.
 
         ``None`` options are skipped; with a ready model, setting any other option raises ``ValueError``.
@@ -303,9 +299,7 @@ class LaSEREmbedder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         prompt = self._query_prompt(options) if side == "query" else None
-        return _BatchKey(
-            side, self._steps(options), prompt, batch_size, bool(options.normalize), bool(options.show_progress_bar)
-        )
+        return _BatchKey(side, self._steps(options), prompt, batch_size, bool(options.show_progress_bar))
 
     def _run_batch(self, key: _BatchKey, texts: list[str]) -> list[list[float]]:
         encode = self.model.encode_query if key.side == "query" else self.model.encode_document
@@ -315,7 +309,25 @@ class LaSEREmbedder:
             num_thinking_steps=key.num_thinking_steps,
             batch_size=key.batch_size,
             show_progress_bar=key.show_progress_bar,
-            normalize_embeddings=key.normalize,
             convert_to_numpy=True,
         )
         return vectors.tolist()
+
+
+def refuse_normalize(adapter: str, value: object) -> None:
+    """The 0.1 adapters' ``normalize`` option, which could not do anything: LaSER vectors are always unit length
+    (``normalize(mean(h_1..h_K))``). Accepted with a ``DeprecationWarning`` until 0.3; ``False`` is refused."""
+    import warnings
+
+    if value is False:
+        raise ValueError(f"{adapter}: LaSER vectors are always L2-normalized; normalize=False cannot be honoured")
+    warnings.warn(f"{adapter}(normalize=...) is deprecated and does nothing", DeprecationWarning, stacklevel=3)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LaSEREmbedder":  # the 0.1 name; removed in 0.3
+        import warnings
+
+        warnings.warn("LaSEREmbedder is now LocalEncoder", DeprecationWarning, stacklevel=2)
+        return LocalEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,7 @@ Needs LangChain: ``pip install 'laser-integrations[langchain]'``.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -16,7 +17,13 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from laser_integrations.embedder import DEFAULT_MODEL, EmbeddingProvenance, EncodeOptions, LaSEREmbedder
+from laser_integrations.embedder import (
+    DEFAULT_MODEL,
+    EmbeddingProvenance,
+    EncodeOptions,
+    LocalEncoder,
+    refuse_normalize,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -60,8 +67,6 @@ class LaSEREmbeddings(BaseModel, Embeddings):
     """Texts per forward pass; also how many concurrent async texts one coalesced pass waits for."""
     show_progress: bool = False
     """Show a progress bar while embedding documents."""
-    normalize: bool = True
-    """L2-normalize (LaSER vectors already are: the model normalizes the mean of its K states)."""
     device: str | None = None
     """Device to load the model on (``None``: sentence-transformers picks)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -78,11 +83,23 @@ class LaSEREmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
     _client: SentenceTransformer | None = PrivateAttr()
-    _embedder: LaSEREmbedder | RemoteEncoder = PrivateAttr()
+    _embedder: LocalEncoder | RemoteEncoder = PrivateAttr()
 
     def __init__(self, model: str | os.PathLike[str] | SentenceTransformer | None = None, /, **kwargs: Any) -> None:
         """Validate the fields, then load the model (or adopt the ``SentenceTransformer`` given)."""
+        if "normalize" in kwargs:
+            refuse_normalize("LaSEREmbeddings", kwargs.pop("normalize"))
         client = kwargs.pop("client", None)
+        if client is not None:
+            warnings.warn(
+                "LaSEREmbeddings(client=...) is deprecated; pass the model positionally or as model=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if kwargs.get("model") is not None and not isinstance(kwargs["model"], (str, os.PathLike)):
+            if model is not None:
+                raise TypeError("a model was given twice (positionally and as model=)")
+            model = kwargs.pop("model")  # a ready SentenceTransformer given as model=
         if model is not None:
             if isinstance(model, (str, os.PathLike)):
                 if "model" in kwargs or "model_name" in kwargs:
@@ -97,7 +114,7 @@ class LaSEREmbeddings(BaseModel, Embeddings):
             self._embedder, self._client = self._remote_encoder(client), None
             return
         source = self.model_name if client is None else client
-        self._embedder = LaSEREmbedder.load(source, device=self.device, **self.model_kwargs)
+        self._embedder = LocalEncoder.load(source, device=self.device, **self.model_kwargs)
         self._client = self._embedder.model
         if client is not None and "model_name" not in self.model_fields_set:
             self.model_name = self._embedder.model_id
@@ -142,7 +159,6 @@ class LaSEREmbeddings(BaseModel, Embeddings):
             num_thinking_steps=self.num_thinking_steps,
             instruction=self.instruction,
             batch_size=self.batch_size,
-            normalize=self.normalize,
             show_progress_bar=self.show_progress,
             max_wait_ms=self.max_wait_ms,
         )

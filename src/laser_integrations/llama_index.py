@@ -17,7 +17,13 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "laser_integrations.llama_index needs llama-index-core: pip install 'laser-integrations[llamaindex]'"
     ) from error
 
-from laser_integrations.embedder import DEFAULT_MODEL, EmbeddingProvenance, EncodeOptions, LaSEREmbedder
+from laser_integrations.embedder import (
+    DEFAULT_MODEL,
+    EmbeddingProvenance,
+    EncodeOptions,
+    LocalEncoder,
+    refuse_normalize,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -42,7 +48,6 @@ class LaSEREmbedding(BaseEmbedding):
         num_thinking_steps: K latent steps (``None``: the model's default, 3 for the released checkpoints).
         instruction: Query task (``None``: the model's own; ``""``: none).
         embed_batch_size: Texts per forward pass.
-        normalize: L2-normalize (LaSER vectors already are).
         show_progress_bar: Show a progress bar while embedding documents.
         max_wait_ms: How long concurrent async calls are collected before one forward pass.
         device: Device to load a spec on.
@@ -67,7 +72,6 @@ class LaSEREmbedding(BaseEmbedding):
     instruction: str | None = Field(
         default=None, description="Query task, sent as 'Instruct: {instruction}\\nQuery: ' (None: the model's own)."
     )
-    normalize: bool = Field(default=True, description="L2-normalize the vectors (LaSER vectors already are).")
     show_progress_bar: bool = Field(default=False, description="Show a progress bar while embedding documents.")
     max_wait_ms: float = Field(
         default=2.0, ge=0, description="How long concurrent async calls are collected before one forward pass."
@@ -80,7 +84,7 @@ class LaSEREmbedding(BaseEmbedding):
     api_key: str | None = Field(default=None, exclude=True, repr=False, description="The server's --api-key.")
 
     _client: SentenceTransformer | None = PrivateAttr()
-    _embedder: LaSEREmbedder | RemoteEncoder = PrivateAttr()
+    _embedder: LocalEncoder | RemoteEncoder = PrivateAttr()
 
     def __init__(
         self,
@@ -90,7 +94,6 @@ class LaSEREmbedding(BaseEmbedding):
         num_thinking_steps: int | None = None,
         instruction: str | None = None,
         embed_batch_size: int = 32,
-        normalize: bool = True,
         show_progress_bar: bool = False,
         max_wait_ms: float = 2.0,
         device: str | None = None,
@@ -100,6 +103,8 @@ class LaSEREmbedding(BaseEmbedding):
         api_key: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if "normalize" in kwargs:
+            refuse_normalize("LaSEREmbedding", kwargs.pop("normalize"))
         if model is not None and model_name is not None:
             raise TypeError("pass the model once: as `model` or as `model_name`")
         source = model if model is not None else (model_name or DEFAULT_MODEL)
@@ -108,7 +113,7 @@ class LaSEREmbedding(BaseEmbedding):
             raise ValueError("with endpoint= the server holds the model: drop the model object, device, model_kwargs")
         # A ready model is adopted now (cheap); a spec is loaded only after the fields validate.
         deferred = remote or isinstance(source, (str, os.PathLike))
-        embedder = None if deferred else LaSEREmbedder.load(source, device=device)
+        embedder = None if deferred else LocalEncoder.load(source, device=device)
         if embedder is not None and model_kwargs:
             raise ValueError("model_kwargs only apply when loading a model spec; this model is already loaded")
         super().__init__(
@@ -116,7 +121,6 @@ class LaSEREmbedding(BaseEmbedding):
             embed_batch_size=embed_batch_size,
             num_thinking_steps=num_thinking_steps,
             instruction=instruction,
-            normalize=normalize,
             show_progress_bar=show_progress_bar,
             max_wait_ms=max_wait_ms,
             device=device,
@@ -133,7 +137,7 @@ class LaSEREmbedding(BaseEmbedding):
             self._embedder, self._client = RemoteEncoder(endpoint, model=named, api_key=api_key), None
             return
         if embedder is None:
-            embedder = LaSEREmbedder.load(self.model_name, device=self.device, **self.model_kwargs)
+            embedder = LocalEncoder.load(self.model_name, device=self.device, **self.model_kwargs)
         self._embedder = embedder
         self._client = embedder.model
 
@@ -174,7 +178,6 @@ class LaSEREmbedding(BaseEmbedding):
             num_thinking_steps=self.num_thinking_steps,
             instruction=self.instruction,
             batch_size=self.embed_batch_size,
-            normalize=self.normalize,
             show_progress_bar=self.show_progress_bar,
             max_wait_ms=self.max_wait_ms,
         )

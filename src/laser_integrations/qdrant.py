@@ -109,7 +109,7 @@ def ensure_collection(
     Args:
         client: A ``QdrantClient`` (local or server); see :func:`connect`.
         collection_name: The collection.
-        embeddings: A ``LaSEREmbeddings`` (LangChain), ``LaSEREmbedding`` (LlamaIndex), ``LaSEREmbedder`` with
+        embeddings: A ``LaSEREmbeddings`` (LangChain), ``LaSEREmbedding`` (LlamaIndex), ``LocalEncoder`` with
             options, or an :class:`~laser_integrations.embedder.EmbeddingProvenance`.
         distance: Vector distance (cosine, what both frameworks' Qdrant stores use by default).
         vector_name: ``""`` for the unnamed dense vector both frameworks use by default, else a named vector.

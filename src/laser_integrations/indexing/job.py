@@ -270,9 +270,9 @@ def index_corpus(
 
 def model_provenance(model: SentenceTransformer) -> EmbeddingProvenance:
     """What the collection must record for documents embedded with ``model`` (its own K, its query prompt)."""
-    from laser_integrations.embedder import EncodeOptions, LaSEREmbedder
+    from laser_integrations.embedder import EncodeOptions, LocalEncoder
 
-    embedder = LaSEREmbedder(model)
+    embedder = LocalEncoder(model)
     try:
         return embedder.provenance(EncodeOptions())
     finally:

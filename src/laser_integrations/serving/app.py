@@ -12,7 +12,7 @@ Routes:
 Sides: ``input_type`` (or TEI's ``prompt_name``), else a ``:query``/``:document`` suffix on the model name,
 else :attr:`ServeSettings.default_side` (``document``: the text as given, no instruction, what any other
 embedding server does for a client that cannot say more). Every request goes through one
-:class:`~laser_integrations.serving.engine.ServingEmbedder`, whose micro-batcher lets concurrent requests
+:class:`~laser_integrations.serving.engine.ServingEncoder`, whose micro-batcher lets concurrent requests
 share forward passes (never across sides, K or instructions) in a worker thread, off the event loop.
 
 Errors are OpenAI's body on every route (``{"error": {"message", "type", "param", "code"}}``): 400 for bad
@@ -47,7 +47,7 @@ from starlette.responses import Response
 
 from laser_integrations import __version__
 from laser_integrations.embedder import EncodeOptions, resolve_model
-from laser_integrations.serving.engine import ServingEmbedder, TokenCounter
+from laser_integrations.serving.engine import ServingEncoder, TokenCounter
 from laser_integrations.serving.metrics import CONTENT_TYPE, ServerMetrics
 from laser_integrations.serving.schemas import (
     SIDES,
@@ -182,7 +182,7 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 class ServerState:
     """Everything the routes share: the embedder, its settings, names, metrics and the token counter."""
 
-    def __init__(self, embedder: ServingEmbedder, settings: ServeSettings, metrics: ServerMetrics) -> None:
+    def __init__(self, embedder: ServingEncoder, settings: ServeSettings, metrics: ServerMetrics) -> None:
         self.embedder = embedder
         self.settings = settings
         self.metrics = metrics
@@ -377,7 +377,7 @@ def create_app(
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
     options = {key: value for key, value in load_options.items() if value is not None}
-    embedder = ServingEmbedder(resolve_model(model, **options), metrics)
+    embedder = ServingEncoder(resolve_model(model, **options), metrics)
     state = ServerState(embedder, settings, metrics)
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The adapters' remote mode: a ``laser serve`` endpoint, called like the in-process ``LaSEREmbedder``.
+"""The adapters' remote mode: a ``laser serve`` endpoint, called like the in-process ``LocalEncoder``.
 
 ``LaSEREmbeddings(endpoint=...)`` (LangChain) and ``LaSEREmbedding(endpoint=...)`` (LlamaIndex) delegate to a
 :class:`RemoteEncoder` instead of loading a model: queries go out with ``input_type: query`` (and the
@@ -40,7 +40,7 @@ class RemoteError(RuntimeError):
 
 
 class RemoteEncoder:
-    """A ``laser serve`` endpoint, called like :class:`~laser_integrations.embedder.LaSEREmbedder`.
+    """A ``laser serve`` endpoint, called like :class:`~laser_integrations.embedder.LocalEncoder`.
 
     Args:
         endpoint: The server's URL, e.g. ``"http://127.0.0.1:8080"`` (a trailing ``/v1`` is accepted too).

@@ -1,6 +1,6 @@
 """The server's side of one model: the adapters' embedder with measured batches, and a token counter.
 
-:class:`ServingEmbedder` is :class:`~laser_integrations.embedder.LaSEREmbedder` (same sides, options,
+:class:`ServingEncoder` is :class:`~laser_integrations.embedder.LocalEncoder` (same sides, options,
 validation and micro-batching) whose batcher also records batch sizes and queue waits. :class:`TokenCounter`
 counts the tokens of the formatted texts, for ``usage`` and the length limit, with its own copy of the
 tokenizer so that counting never touches the one the model's worker thread is using.
@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from laser_integrations.batching import MicroBatcher
-from laser_integrations.embedder import LaSEREmbedder, model_lock
+from laser_integrations.embedder import LocalEncoder, model_lock
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -62,12 +62,12 @@ class MeasuredBatcher(MicroBatcher[Any, Any]):
             self.metrics.batch_duration.observe(self.last_pass_seconds)
 
 
-class ServingEmbedder(LaSEREmbedder):
-    """:class:`~laser_integrations.embedder.LaSEREmbedder` whose coalesced batches are measured.
+class ServingEncoder(LocalEncoder):
+    """:class:`~laser_integrations.embedder.LocalEncoder` whose coalesced batches are measured.
 
     Example:
         >>> from laser_integrations.serving.metrics import ServerMetrics
-        >>> embedder = ServingEmbedder(load_model("smollm2"), ServerMetrics())             # doctest: +SKIP
+        >>> embedder = ServingEncoder(load_model("smollm2"), ServerMetrics())             # doctest: +SKIP
     """
 
     def __init__(self, model: SentenceTransformer, metrics: ServerMetrics) -> None:
