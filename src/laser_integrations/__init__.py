@@ -10,10 +10,10 @@ Heavy dependencies (torch, transformers) are imported on first use of a name, no
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from laser_integrations.lazy import lazy_exports
+from laser_integrations.version import __version__
 
 _EXPORTS = {
     "load_model": "laser_integrations.loading",
@@ -45,9 +45,4 @@ if TYPE_CHECKING:
     from laser_integrations.module import LatentThinkingEmbedding
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'laser_integrations' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -66,6 +66,15 @@ def apply_chat_format(tokenizer: Any, text: str, *, think_block: bool) -> str:
     return wrapped + EMPTY_THINK_BLOCK if think_block else wrapped
 
 
+def passage_text(text: str, title: str | None = None) -> str:
+    """What a document embeds as: ``title + " " + text``, as BEIR and MTEB join them (the text alone if untitled).
+
+    >>> passage_text("Default values are evaluated once.", "Defaults")
+    'Defaults Default values are evaluated once.'
+    """
+    return f"{title} {text}".strip() if title else text.strip()
+
+
 def rationale_prompt(query: str) -> str:
     """The paper's Table 1 prompt for one query: what a rewriter is asked before retrieval."""
     return RATIONALE_PROMPT.format(query=query)

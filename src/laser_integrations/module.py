@@ -28,7 +28,6 @@ from sentence_transformers.base.modules import InputModule
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from laser_integrations import __version__
 from laser_integrations.backbone import load_causal_lm
 from laser_integrations.fast_path import fast_path_available, latent_thinking_static
 from laser_integrations.formatting import apply_chat_format, has_chat_template, template_knows_think
@@ -44,6 +43,7 @@ from laser_integrations.latent import (
     without_prefix,
 )
 from laser_integrations.prefix_cache import PrefixCache, supports_prefix_cache
+from laser_integrations.version import __version__
 
 LatentInput = str
 ExplicitInput = tuple[str, str]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from laser_integrations.formatting import passage_text
+
 BUNDLED_DATASETS = ("pyref",)
 """Datasets shipped in ``laser_integrations/data`` (BEIR format)."""
 
@@ -45,7 +47,7 @@ class Passage:
     def as_text(self) -> str:
         """What gets embedded: ``title + " " + text`` (the text alone when untitled), as BEIR and MTEB join them,
         so a corpus gets the same vectors here as in the MTEB runs the released checkpoints were scored with."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
+        return passage_text(self.text, self.title)
 
 
 @dataclass

@@ -45,7 +45,7 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Ray engine needs Ray Data: pip install 'laser-integrations[ray]'") from error
 
-from laser_integrations.indexing.job import (
+from laser_integrations.indexing.chunks import (
     IndexReport,
     count_bad_rows,
     embed_checked,

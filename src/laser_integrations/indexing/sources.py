@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from laser_integrations.evaluation.beir import Passage
+from laser_integrations.formatting import passage_text
 
 __all__ = [
     "AUTO",
@@ -244,7 +244,7 @@ def to_document(record: Any, fields: Fields, where: str) -> Document:
             doc_id = str(doc_id)
         if not isinstance(doc_id, str) or not doc_id:
             raise BadRowError(where, f"{fields.id!r} must be a non-empty string or integer id, got {doc_id!r}")
-    embedded = Passage(doc_id or "", text, title).as_text()
+    embedded = passage_text(text, title)
     if not embedded.strip():
         name = f"document {doc_id!r}" if doc_id else "the document"
         raise BadRowError(where, f"{name} has no text to embed (empty {fields.text!r} and title)")

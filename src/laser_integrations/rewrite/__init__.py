@@ -23,9 +23,9 @@ The framework pieces are importable from here too; their framework is imported w
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from laser_integrations.lazy import lazy_exports
 from laser_integrations.rewrite.explicit import explicit_query_embeddings
 from laser_integrations.rewrite.generator import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -64,9 +64,4 @@ if TYPE_CHECKING:
     from laser_integrations.rewrite.llama_index import RationaleQueryTransform
 
 
-def __getattr__(name: str) -> Any:
-    if name in _FRAMEWORK_EXPORTS:
-        value = getattr(importlib.import_module(_FRAMEWORK_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _FRAMEWORK_EXPORTS, globals())

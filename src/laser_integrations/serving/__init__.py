@@ -14,8 +14,9 @@ Names are imported on first use, so the remote client needs neither FastAPI nor 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from laser_integrations.lazy import lazy_exports
 
 _EXPORTS = {
     "create_app": "laser_integrations.serving.app",
@@ -31,9 +32,4 @@ if TYPE_CHECKING:
     from laser_integrations.serving.client import RemoteEncoder, RemoteError
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'laser_integrations.serving' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -13,8 +13,9 @@ Names are imported on first use, so ``import laser_integrations.training`` stays
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from laser_integrations.lazy import lazy_exports
 
 _EXPORTS = {
     "LaSERLoss": "laser_integrations.training.loss",
@@ -52,9 +53,4 @@ if TYPE_CHECKING:
     from laser_integrations.training.recipe import TrainConfig, add_lora, load_training_data, merge_adapters, train
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'laser_integrations.training' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
