@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,3 +160,47 @@ def test_activation_checkpointing_recomputes_instead_of_caching(tokenizer):
     torch.testing.assert_close(recomputed.embedding, cached.embedding, rtol=0, atol=1e-5)
     recomputed.embedding.sum().backward()
     assert causal_lm.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+class _RenamedCacheBackbone(torch.nn.Module):
+    """A backbone with transformers 5.24's signature (``cache=`` in, ``.cache`` out) over an older one's, so both
+    names of the KV-cache argument are exercised whichever transformers is installed."""
+
+    def __init__(self, backbone: torch.nn.Module, old_name: str) -> None:
+        super().__init__()
+        self.inner, self.old_name = backbone, old_name
+        self.seen: list[str] = []
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, cache=None,
+                use_cache=None):  # fmt: skip
+        self.seen.append("cache" if cache is not None else "none")
+        output = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            inputs_embeds=inputs_embeds, use_cache=use_cache, **{self.old_name: cache})  # fmt: skip
+        return types.SimpleNamespace(last_hidden_state=output.last_hidden_state, cache=getattr(output, self.old_name))
+
+
+class _CausalLMWithBackbone(torch.nn.Module):
+    def __init__(self, causal_lm, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.causal_lm, self.base_model, self.config = causal_lm, backbone, causal_lm.config
+
+    def get_input_embeddings(self):
+        return self.causal_lm.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.causal_lm.get_output_embeddings()
+
+
+def test_the_loop_passes_the_kv_cache_under_the_name_the_backbone_takes(causal_lm, tokenizer):
+    from laser_integrations.latent import cache_keyword
+
+    installed = cache_keyword(causal_lm.base_model)
+    renamed = _RenamedCacheBackbone(causal_lm.base_model, installed)
+    wrapped = _CausalLMWithBackbone(causal_lm, renamed).eval()
+    assert cache_keyword(renamed) == "cache"
+    batch = encode_batch(tokenizer, TEXTS)
+    with torch.no_grad():
+        expected = latent_thinking(causal_lm, batch["input_ids"], batch["attention_mask"], 3).embedding
+        got = latent_thinking(wrapped, batch["input_ids"], batch["attention_mask"], 3).embedding
+    assert renamed.seen == ["none", "cache", "cache"]  # the prefill, then two steps on the cache
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
