@@ -91,3 +91,18 @@ def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cache = os.environ.get("LASER_CACHE") or str(tmp_path_factory.mktemp("laser-cache"))
     return Path(demo_checkpoint(cache))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny local tokenizer, padding on the left as the latent loop needs."""
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+@pytest.fixture(scope="module", params=["qwen3", "llama"])
+def causal_lm(request, tokenizer):
+    """A tiny random Qwen3 and Llama causal LM (each test using it runs on both)."""
+    build = {"qwen3": build_qwen3, "llama": build_llama}[request.param]
+    return build(len(tokenizer))

@@ -28,31 +28,17 @@ from laser_integrations.fast_path import (
 )
 from laser_integrations.latent import latent_thinking
 
-from tiny import build_llama, build_qwen3, build_tokenizer
+from tiny import MIXED_LENGTH_TEXTS as TEXTS
+from tiny import build_qwen3
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEXTS = [
-    "why is the sky blue",
-    "Photosynthesis converts light energy into chemical energy stored in glucose, which plants use to grow.",
-    "a",
-    "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
-]
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    tokenizer = build_tokenizer()
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-@pytest.fixture(scope="module", params=["qwen3", "llama"])
-def causal_lm(request, tokenizer):
-    build = {"qwen3": build_qwen3, "llama": build_llama}[request.param]
-    model = build(len(tokenizer))
-    yield model
-    clear_fast_path_cache(model)
+@pytest.fixture(scope="module", autouse=True)
+def no_kept_fast_path_entries():
+    """Free the static caches and graphs the fast path kept for this module's models once it is done."""
+    yield
+    clear_fast_path_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -10,27 +10,8 @@ import torch.nn.functional as F
 
 from laser_integrations.latent import explicit_view, latent_thinking
 
-from tiny import build_llama, build_qwen3, build_tokenizer
-
-TEXTS = [
-    "why is the sky blue",
-    "Photosynthesis converts light energy into chemical energy stored in glucose, which plants use to grow.",
-    "a",
-    "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
-]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    tokenizer = build_tokenizer()
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-@pytest.fixture(scope="module", params=["qwen3", "llama"])
-def causal_lm(request, tokenizer):
-    build = {"qwen3": build_qwen3, "llama": build_llama}[request.param]
-    return build(len(tokenizer))
+from tiny import MIXED_LENGTH_TEXTS as TEXTS
+from tiny import build_qwen3
 
 
 @torch.no_grad()

@@ -77,3 +77,12 @@ def build_llama(vocab_size: int, seed: int = 1) -> LlamaForCausalLM:
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
+
+
+MIXED_LENGTH_TEXTS = [
+    "why is the sky blue",
+    "Photosynthesis converts light energy into chemical energy stored in glucose, which plants use to grow.",
+    "a",
+    "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
+]
+"""Texts of very different lengths (one token to two sentences), so a batch of them is heavily left padded."""

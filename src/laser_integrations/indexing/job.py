@@ -153,38 +153,23 @@ def index_corpus(
     try:
         report = IndexReport(collection, runner.name)
         start = time.perf_counter()
+        job = dict(
+            client=client,
+            collection=collection,
+            report=report,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            skip_bad_rows=skip_bad_rows,
+            show_progress_bar=show_progress_bar,
+            retry=retry,
+            write_batch_size=write_batch_size,
+        )
         if runner.name == "ray":  # checks the provenance itself, before any write
-            runner.run(
-                model,
-                source,
-                client=client,
-                collection=collection,
-                report=report,
-                batch_size=batch_size,
-                chunk_size=chunk_size,
-                skip_bad_rows=skip_bad_rows,
-                show_progress_bar=show_progress_bar,
-                retry=retry,
-                write_batch_size=write_batch_size,
-                load_options=load_options,
-            )
+            runner.run(model, source, load_options=load_options, **job)
         else:
             loaded = _loaded(model, load_options)
             ensure_collection(client, collection, model_provenance(loaded))
-            _run_in_process(
-                runner,
-                loaded,
-                source,
-                client=client,
-                collection=collection,
-                report=report,
-                batch_size=batch_size,
-                chunk_size=chunk_size,
-                skip_bad_rows=skip_bad_rows,
-                show_progress_bar=show_progress_bar,
-                retry=retry,
-                write_batch_size=write_batch_size,
-            )
+            _run_in_process(runner, loaded, source, **job)
         report.wall_seconds = time.perf_counter() - start
         report.points = client.count(collection, exact=True).count
         return report
