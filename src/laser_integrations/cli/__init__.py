@@ -3,10 +3,11 @@
 - ``encoding``: ``encode``, ``export``, ``explain``;
 - ``evaluation``: ``eval``, ``eval-mteb``, ``demo``;
 - ``training``: ``rationales``, ``train``;
+- ``index``: ``index``;
 - ``serve``: ``serve``.
 
 Every command takes the model as ``-m/--model``. :func:`main` returns the exit status: 0 on success,
-2 with one ``laser: error: ...`` line on stderr for a user error (a bad model spec, a missing file, a
+2 with one ``laser COMMAND: error: ...`` line on stderr for a user error (a bad model spec, a missing file, a
 bad value), 130 on Ctrl-C. Anything else is a bug and keeps its traceback. ``LASER_DEBUG=1`` shows the
 traceback of a user error too.
 
