@@ -29,7 +29,7 @@ from laser_integrations.fast_path import (
 from laser_integrations.latent import latent_thinking
 
 from tiny import MIXED_LENGTH_TEXTS as TEXTS
-from tiny import build_qwen3
+from tiny import build_qwen3, reference_embedding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,20 +51,6 @@ def fresh_cache():
 def encode(tokenizer, texts):
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     return batch["input_ids"], batch["attention_mask"]
-
-
-@torch.no_grad()
-def reference_embedding(causal_lm, ids: list[int], steps: int) -> torch.Tensor:
-    """One text, no padding, no cache: the whole sequence recomputed at every step, as the spec reads."""
-    table = causal_lm.get_input_embeddings().weight
-    inputs = table[torch.tensor(ids)].unsqueeze(0)
-    states = []
-    for _ in range(steps):
-        output = causal_lm(inputs_embeds=inputs, output_hidden_states=True)
-        states.append(output.hidden_states[-1][0, -1])
-        probs = torch.softmax(output.logits[0, -1].float(), dim=-1)
-        inputs = torch.cat([inputs, (probs @ table).view(1, 1, -1)], dim=1)
-    return F.normalize(torch.stack(states).mean(dim=0), dim=-1)
 
 
 def replaying_capture(captured: list):

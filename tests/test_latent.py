@@ -11,21 +11,7 @@ import torch.nn.functional as F
 from laser_integrations.latent import explicit_view, latent_thinking
 
 from tiny import MIXED_LENGTH_TEXTS as TEXTS
-from tiny import build_qwen3
-
-
-@torch.no_grad()
-def reference_embedding(causal_lm, ids: list[int], steps: int) -> torch.Tensor:
-    """One text, no padding, no cache: recompute the whole sequence at every step, as the spec reads."""
-    table = causal_lm.get_input_embeddings().weight
-    inputs = table[torch.tensor(ids)].unsqueeze(0)
-    states = []
-    for _ in range(steps):
-        output = causal_lm(inputs_embeds=inputs, output_hidden_states=True)
-        states.append(output.hidden_states[-1][0, -1])
-        probs = torch.softmax(output.logits[0, -1].float(), dim=-1)
-        inputs = torch.cat([inputs, (probs @ table).view(1, 1, -1)], dim=1)
-    return F.normalize(torch.stack(states).mean(dim=0), dim=-1)
+from tiny import build_qwen3, reference_embedding
 
 
 def encode_batch(tokenizer, texts):

@@ -18,9 +18,8 @@ import laser_integrations.module as module_code
 from laser_integrations import load_model
 from laser_integrations.latent import latent_thinking, latent_thinking_after_prefix, without_prefix
 from laser_integrations.prefix_cache import PrefixCache, compute_prefix_kv, supports_prefix_cache
-from test_latent import reference_embedding
 
-from tiny import build_qwen3, build_tokenizer
+from tiny import build_qwen3, build_tokenizer, reference_embedding
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("error")]
 

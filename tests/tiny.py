@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
@@ -86,3 +87,17 @@ MIXED_LENGTH_TEXTS = [
     "Python is a programming language. Its default arguments are evaluated once.\n\nSo lists grow.",
 ]
 """Texts of very different lengths (one token to two sentences), so a batch of them is heavily left padded."""
+
+
+@torch.no_grad()
+def reference_embedding(causal_lm, ids: list[int], steps: int) -> torch.Tensor:
+    """One text, no padding, no cache: the whole sequence recomputed at every step, as the spec reads."""
+    table = causal_lm.get_input_embeddings().weight
+    inputs = table[torch.tensor(ids)].unsqueeze(0)
+    states = []
+    for _ in range(steps):
+        output = causal_lm(inputs_embeds=inputs, output_hidden_states=True)
+        states.append(output.hidden_states[-1][0, -1])
+        probs = torch.softmax(output.logits[0, -1].float(), dim=-1)
+        inputs = torch.cat([inputs, (probs @ table).view(1, 1, -1)], dim=1)
+    return F.normalize(torch.stack(states).mean(dim=0), dim=-1)
