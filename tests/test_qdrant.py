@@ -227,11 +227,16 @@ def test_another_dimension_or_distance_is_refused():
         ensure_collection(client, "docs", PROVENANCE, distance=models.Distance.DOT)
 
 
-def test_the_max_seq_length_is_recorded_but_not_enforced():
+def test_another_max_seq_length_is_refused_but_an_unrecorded_one_matches():
     client = connect()
-    ensure_collection(client, "docs", PROVENANCE)
+    recorded = EmbeddingProvenance(**{**PROVENANCE.to_dict(), "max_seq_length": 128})
+    ensure_collection(client, "docs", recorded)
 
-    ensure_collection(client, "docs", EmbeddingProvenance(**{**PROVENANCE.to_dict(), "max_seq_length": 8192}))
+    with pytest.raises(ProvenanceMismatchError, match="max_seq_length=128; these embeddings use max_seq_length=256"):
+        ensure_collection(client, "docs", EmbeddingProvenance(**{**recorded.to_dict(), "max_seq_length": 256}))
+    # A record written before 0.3 knows no limit: it matches any, as before.
+    ensure_collection(client, "old", EmbeddingProvenance(**{**recorded.to_dict(), "max_seq_length": None}))
+    assert ensure_collection(client, "old", recorded) == recorded
 
 
 def test_a_collection_without_provenance_is_adopted_only_when_empty_or_asked():

@@ -20,17 +20,18 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from laser_integrations.batching import MicroBatcher
-from laser_integrations.formatting import query_prompt
+from laser_integrations.provenance import EmbeddingProvenance, model_name, model_provenance, model_query_prompt
 from laser_integrations.validation import checked_string, checked_strings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from laser_integrations.module import LatentThinkingEmbedding
+
+__all__ = ["EmbeddingProvenance", "EncodeOptions", "LocalEncoder", "model_lock", "resolve_model"]
 
 DEFAULT_MODEL = "laser-qwen3"
 """The adapters' default model spec (``Alibaba-NLP/LaSER-Qwen3-0.6B``); ``"smollm2"`` runs offline."""
@@ -52,52 +53,6 @@ class EncodeOptions:
     show_progress_bar: bool = False
     max_wait_ms: float = 2.0
     """How long the micro-batcher collects concurrent async calls before it runs a forward pass."""
-
-
-@dataclass(frozen=True)
-class EmbeddingProvenance:
-    """What every vector in one collection must share; mixing any of the checked fields mixes vector spaces.
-
-    Example:
-        >>> a = EmbeddingProvenance("smollm2", 3, "Instruct: t\\nQuery: ", 576, "chat-template")
-        >>> b = EmbeddingProvenance("smollm2", 6, "Instruct: t\\nQuery: ", 576, "chat-template")
-        >>> a.differences(b)
-        {'num_thinking_steps': (3, 6)}
-    """
-
-    model: str
-    """Where the weights came from: alias target, Hub id or path (``LatentThinkingEmbedding.base_model``)."""
-    num_thinking_steps: int
-    query_prompt: str
-    """The instruction prefix queries are encoded with (``""`` for none)."""
-    dimension: int
-    text_format: str
-    """How texts are wrapped: ``"chat-template+think"``, ``"chat-template"`` or ``"plain"``."""
-    max_seq_length: int | None = None
-    """Recorded for reference, not checked: a longer limit only changes vectors of texts it used to cut."""
-
-    CHECKED = ("model", "num_thinking_steps", "query_prompt", "dimension", "text_format")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields, as stored in a vector store's collection metadata."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmbeddingProvenance:
-        """Rebuild from :meth:`to_dict` output (unknown keys from newer versions are ignored)."""
-        known = {f.name for f in fields(cls)}
-        missing = [name for name in cls.CHECKED if name not in data]
-        if missing:
-            raise ValueError(f"stored embedding provenance lacks {missing}: {data!r}")
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-    def differences(self, other: EmbeddingProvenance) -> dict[str, tuple[Any, Any]]:
-        """The checked fields that differ, as ``{field: (self's value, other's value)}``."""
-        return {
-            name: (getattr(self, name), getattr(other, name))
-            for name in self.CHECKED
-            if getattr(self, name) != getattr(other, name)
-        }
 
 
 class _BatchKey(NamedTuple):
@@ -125,6 +80,8 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
     """
     from sentence_transformers import SentenceTransformer
 
+    from laser_integrations.module import laser_module
+
     if isinstance(model, SentenceTransformer):
         if load_options:
             raise ValueError(
@@ -140,23 +97,6 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
     from laser_integrations.loading import load_model
 
     return load_model(os.fspath(model), **load_options)
-
-
-def laser_module(model: SentenceTransformer) -> LatentThinkingEmbedding:
-    """The :class:`~laser_integrations.module.LatentThinkingEmbedding` of a LaSER model, or a ``TypeError``."""
-    from sentence_transformers import SentenceTransformer
-
-    from laser_integrations.module import LatentThinkingEmbedding
-
-    if not isinstance(model, SentenceTransformer):
-        raise TypeError(f"expected a LaSER SentenceTransformer (load_model(...)), got {type(model).__name__}")
-    module = model[0] if len(model) else None
-    if not isinstance(module, LatentThinkingEmbedding):
-        raise TypeError(
-            "the SentenceTransformer is not a LaSER model (its first module is "
-            f"{type(module).__name__}, not LatentThinkingEmbedding); build it with laser_integrations.load_model"
-        )
-    return module
 
 
 _model_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -188,6 +128,8 @@ class LocalEncoder:
     """
 
     def __init__(self, model: SentenceTransformer) -> None:
+        from laser_integrations.module import laser_module
+
         self.model = resolve_model(model)
         self.module = laser_module(self.model)
         self.batcher: MicroBatcher[str, list[float]] = MicroBatcher(
@@ -211,22 +153,12 @@ class LocalEncoder:
     @property
     def model_id(self) -> str:
         """The provenance name of the weights: alias target, Hub id or path."""
-        config = getattr(self.module.model, "config", None)
-        return self.module.base_model or getattr(config, "name_or_path", "") or "unknown"
+        return model_name(self.model)
 
     def provenance(self, options: EncodeOptions) -> EmbeddingProvenance:
-        """What a collection filled with these settings must record (see :mod:`laser_integrations.qdrant`)."""
-        module = self.module
-        text_format = "plain"
-        if module.uses_chat_template:
-            text_format = "chat-template+think" if module.uses_think_block else "chat-template"
-        return EmbeddingProvenance(
-            model=self.model_id,
-            num_thinking_steps=self._steps(options),
-            query_prompt=self._query_prompt(options),
-            dimension=self.dimension,
-            text_format=text_format,
-            max_seq_length=module.max_seq_length,
+        """What a collection filled with these settings must record (see :mod:`laser_integrations.provenance`)."""
+        return model_provenance(
+            self.model, num_thinking_steps=options.num_thinking_steps, instruction=options.instruction
         )
 
     # -- sync ------------------------------------------------------------------------------------------
@@ -289,9 +221,7 @@ class LocalEncoder:
         return check_num_thinking_steps(steps)
 
     def _query_prompt(self, options: EncodeOptions) -> str:
-        if options.instruction is None:
-            return self.model.prompts.get("query") or ""
-        return query_prompt(options.instruction)
+        return model_query_prompt(self.model, options.instruction)
 
     def _key(self, side: Side, options: EncodeOptions) -> _BatchKey:
         """Validate the options here, in the caller, so a bad setting fails only its own call."""

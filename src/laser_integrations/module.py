@@ -436,3 +436,18 @@ def _write_requirement(output_path: str) -> None:
     }
     with open(path, "w", encoding="utf8") as handle:
         json.dump(config, handle, indent=2, sort_keys=True)
+
+
+def laser_module(model: Any) -> LatentThinkingEmbedding:
+    """The :class:`~laser_integrations.module.LatentThinkingEmbedding` of a LaSER model, or a ``TypeError``."""
+    from sentence_transformers import SentenceTransformer
+
+    if not isinstance(model, SentenceTransformer):
+        raise TypeError(f"expected a LaSER SentenceTransformer (load_model(...)), got {type(model).__name__}")
+    module = model[0] if len(model) else None
+    if not isinstance(module, LatentThinkingEmbedding):
+        raise TypeError(
+            "the SentenceTransformer is not a LaSER model (its first module is "
+            f"{type(module).__name__}, not LatentThinkingEmbedding); build it with laser_integrations.load_model"
+        )
+    return module

@@ -37,7 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "laser_integrations.qdrant needs qdrant-client: pip install 'laser-integrations[qdrant]'"
     ) from error
 
-from laser_integrations.embedder import EmbeddingProvenance
+from laser_integrations.provenance import EmbeddingProvenance, ProvenanceMismatchError, check_provenance
 
 if TYPE_CHECKING:
     import langchain_qdrant
@@ -60,10 +60,6 @@ PROVENANCE_KEY = "laser_embedding"
 """The key of the provenance record in a collection's metadata."""
 
 _ID_NAMESPACE = uuid.UUID("6f1c7c52-3a8e-5e0b-9d1e-1a5e2c0f4b7d")
-
-
-class ProvenanceMismatchError(ValueError):
-    """The collection holds vectors made with other embedding settings than the ones about to write to it."""
 
 
 def connect(
@@ -124,7 +120,7 @@ def ensure_collection(
             distance, or holds points of unknown provenance (and ``adopt`` is off).
 
     Example:
-        >>> from laser_integrations.embedder import EmbeddingProvenance
+        >>> from laser_integrations.provenance import EmbeddingProvenance, ProvenanceMismatchError, check_provenance
         >>> wanted = EmbeddingProvenance("smollm2", 3, "", 4, "plain")
         >>> client = connect()
         >>> ensure_collection(client, "docs", wanted).num_thinking_steps
@@ -394,16 +390,9 @@ def _check_existing(
             f"from another model or K. Pass adopt=True if they were made with {_describe(wanted.to_dict())}, "
             "or index into a new collection."
         )
-    differences = wanted.differences(stored)
-    if differences:
-        was = ", ".join(f"{field}={stored_value!r}" for field, (_, stored_value) in differences.items())
-        now = ", ".join(f"{field}={value!r}" for field, (value, _) in differences.items())
-        raise ProvenanceMismatchError(
-            f"collection {name!r} holds vectors made with {was}; these embeddings use {now}. Mixing them would "
-            "silently return wrong neighbours: embed with the recorded settings, or index into a new collection."
-        )
+    check_provenance(stored, wanted, f"collection {name!r}")
     return False
 
 
 def _describe(record: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={record[key]!r}" for key in EmbeddingProvenance.CHECKED)
+    return ", ".join(f"{key}={record[key]!r}" for key in EmbeddingProvenance.REQUIRED)

@@ -15,7 +15,13 @@ import os
 import sys
 from typing import Any
 
-from laser_integrations.cli.options import UserError, add_model_options, add_progress_option, load_model_from_args
+from laser_integrations.cli.options import (
+    UserError,
+    add_model_options,
+    add_progress_option,
+    load_model_from_args,
+    load_options_from_args,
+)
 
 DEFAULT_QDRANT_PATH = "./qdrant-data"
 """The embedded Qdrant folder used without ``--qdrant-url``/``--qdrant-path`` (``laser_integrations.indexing``'s)."""
@@ -115,7 +121,7 @@ def run_index(args: argparse.Namespace) -> int:
             address=args.ray_address, concurrency=args.concurrency, num_gpus=args.num_gpus, num_cpus=args.num_cpus
         )
         model: Any = args.model  # each actor loads it on its own device
-        load_options = _load_options(args)
+        load_options = load_options_from_args(args)
     else:
         model, load_options = load_model_from_args(args), None
     client = _client(args)
@@ -151,19 +157,6 @@ def _client(args: argparse.Namespace) -> Any:
         return connect(path)
     except RuntimeError as error:  # the folder lock: another process has it open
         raise UserError(f"{path}: {error}") from None
-
-
-def _load_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What :func:`~laser_integrations.cli.options.load_model_from_args` passes to ``load_model``."""
-    return {
-        "num_thinking_steps": args.num_thinking_steps,
-        "instruction": args.instruction,
-        "max_seq_length": args.max_seq_length,
-        "device": args.device,
-        "dtype": args.dtype,
-        "chat_template": args.chat_template,
-        "local_files_only": args.local_files_only,
-    }
 
 
 def _comma_list(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -66,20 +66,24 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def load_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``load_model`` options :func:`add_model_options` added, as given on the command line."""
+    return {
+        "num_thinking_steps": args.num_thinking_steps,
+        "instruction": args.instruction,
+        "max_seq_length": args.max_seq_length,
+        "device": args.device,
+        "dtype": args.dtype,
+        "chat_template": args.chat_template,
+        "local_files_only": args.local_files_only,
+    }
+
+
 def load_model_from_args(args: argparse.Namespace) -> SentenceTransformer:
     """The model ``--model`` names, loaded with the options :func:`add_model_options` added."""
     from laser_integrations.loading import load_model
 
-    return load_model(
-        args.model,
-        num_thinking_steps=args.num_thinking_steps,
-        instruction=args.instruction,
-        max_seq_length=args.max_seq_length,
-        device=args.device,
-        dtype=args.dtype,
-        chat_template=args.chat_template,
-        local_files_only=args.local_files_only,
-    )
+    return load_model(args.model, **load_options_from_args(args))
 
 
 def model_from_legacy_positional(args: argparse.Namespace, positionals: list[str], command: str) -> list[str]:

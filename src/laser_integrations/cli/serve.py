@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from laser_integrations.cli.options import UserError, add_model_options, load_model_from_args
+from laser_integrations.cli.options import UserError, add_model_options, load_model_from_args, load_options_from_args
 
 DESCRIPTION = (
     "Serve one LaSER model over HTTP: OpenAI's POST /v1/embeddings (and GET /v1/models), TEI's POST /embed "
@@ -207,15 +207,8 @@ def run_ray(args: argparse.Namespace, spec: str, settings: Any) -> int:
         ) from error
     if args.port == 0:
         raise UserError("--ray needs an explicit --port (Ray Serve's proxy cannot pick one)")
-    load_options = dict(
-        num_thinking_steps=args.num_thinking_steps,
-        instruction=args.instruction,
-        max_seq_length=args.max_seq_length,
-        device=args.device,
-        dtype=args.dtype,
-        chat_template=args.chat_template,
-        local_files_only=args.local_files_only or None,
-    )
+    load_options = load_options_from_args(args)
+    load_options["local_files_only"] = args.local_files_only or None
     ray.init(address=args.ray_address, include_dashboard=False)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -189,7 +189,7 @@ def index_demo_corpus(
     Returns the collection's name and the indexing time (``None`` when a complete index was reused).
     """
     from laser_integrations.indexing import index_corpus
-    from laser_integrations.indexing.job import model_provenance
+    from laser_integrations.provenance import model_provenance
     from laser_integrations.qdrant import ensure_collection
 
     provenance = model_provenance(model)

@@ -19,7 +19,6 @@ from laser_integrations.indexing.sources import BadRow, BadRowError, Document
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from laser_integrations.embedder import EmbeddingProvenance
 
 __all__ = [
     "IndexReport",
@@ -27,7 +26,6 @@ __all__ = [
     "embed_checked",
     "encode_documents",
     "iter_chunks",
-    "model_provenance",
     "to_points",
     "unique_in_chunk",
 ]
@@ -116,17 +114,6 @@ class IndexReport:
         if self.aborted:
             lines.append(f"stopped early: {self.aborted}")
         return "\n".join(lines)
-
-
-def model_provenance(model: SentenceTransformer) -> EmbeddingProvenance:
-    """What the collection must record for documents embedded with ``model`` (its own K, its query prompt)."""
-    from laser_integrations.embedder import EncodeOptions, LocalEncoder
-
-    embedder = LocalEncoder(model)
-    try:
-        return embedder.provenance(EncodeOptions())
-    finally:
-        embedder.close()
 
 
 def to_points(point_ids: Sequence[str], payloads: Sequence[dict[str, Any]], vectors: np.ndarray) -> list[Any]:

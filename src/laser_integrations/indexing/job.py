@@ -40,13 +40,13 @@ from laser_integrations.indexing.chunks import (
     embed_checked,
     encode_documents,
     iter_chunks,
-    model_provenance,
     to_points,
     unique_in_chunk,
 )
 from laser_integrations.indexing.engines import LocalEngine, PoolEngine
 from laser_integrations.indexing.sources import BadRow, BadRowError, Document, Fields, Source, documents, open_source
 from laser_integrations.indexing.writer import RetryPolicy, WriteOutcome, stored_ids, write_points
+from laser_integrations.provenance import model_provenance
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient

@@ -51,12 +51,12 @@ from laser_integrations.indexing.chunks import (
     embed_checked,
     encode_documents,
     iter_chunks,
-    model_provenance,
     to_points,
     unique_in_chunk,
 )
 from laser_integrations.indexing.sources import BadRowError, Document, Source, documents, shard_documents
 from laser_integrations.indexing.writer import RetryPolicy, stored_ids, write_points
+from laser_integrations.provenance import model_provenance
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -183,7 +183,7 @@ class RayEngine:
                 ray.shutdown()
 
     def _provenance(self, reference: _ModelReference) -> Any:
-        from laser_integrations.embedder import EmbeddingProvenance
+        from laser_integrations.provenance import EmbeddingProvenance
 
         if reference.instance is not None:
             return model_provenance(reference.instance)

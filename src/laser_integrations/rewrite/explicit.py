@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from laser_integrations.embedder import laser_module, model_lock
+from laser_integrations.embedder import model_lock
 from laser_integrations.formatting import query_prompt
+from laser_integrations.module import laser_module
 from laser_integrations.validation import checked_strings
 
 if TYPE_CHECKING:

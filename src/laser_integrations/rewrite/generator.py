@@ -270,7 +270,8 @@ class RationaleGenerator:
 
         The generator holds the same lock as the LangChain/LlamaIndex adapters built on ``model``.
         """
-        from laser_integrations.embedder import laser_module, model_lock
+        from laser_integrations.embedder import model_lock
+        from laser_integrations.module import laser_module
 
         module = laser_module(model)
         return cls(module.model, module.tokenizer, lock=model_lock(model), **options)
