@@ -155,6 +155,39 @@ def test_rejects_bad_settings(recorder):
         MicroBatcher(recorder, max_wait=-1)
 
 
+async def test_each_request_gets_its_own_size_and_wait_and_the_engines_settings_stay(recorder):
+    """Callers with other limits share one engine: a 0 ms caller never waits behind another's 500 ms window."""
+    calls: list[tuple[str, list[str], float]] = []
+
+    def timed(key: str, items: list[str]) -> list[str]:
+        calls.append((key, list(items), time.monotonic()))
+        return recorder(key, items)
+
+    engine = MicroBatcher(timed, max_batch_size=16, max_wait=0.005)
+    start = time.monotonic()
+    patient = [engine.arun("b", [f"b{i}"], max_batch_size=64, max_wait=0.5) for i in range(8)]
+    hasty = [engine.arun("a", [f"a{i}"], max_batch_size=1, max_wait=0) for i in range(4)]
+    results = await asyncio.gather(*patient, *hasty)
+    engine.close()
+
+    assert results == [[f"b:b{i}"] for i in range(8)] + [[f"a:a{i}"] for i in range(4)]
+    assert [items for key, items, _ in calls if key == "a"] == [[f"a{i}"] for i in range(4)]
+    assert [items for key, items, _ in calls if key == "b"] == [[f"b{i}" for i in range(8)]]
+    (patient_ran,) = [when for key, _, when in calls if key == "b"]
+    assert patient_ran - start >= 0.45
+    assert max(when for key, _, when in calls if key == "a") < patient_ran
+    assert (engine.max_batch_size, engine.max_wait) == (16, 0.005)
+
+
+def test_a_requests_limits_are_checked_when_it_is_submitted(batcher):
+    with pytest.raises(ValueError, match="max_batch_size"):
+        batcher.submit("q", ["x"], max_batch_size=0)
+    with pytest.raises(ValueError, match="max_wait"):
+        batcher.submit("q", ["x"], max_wait=-1)
+    with pytest.raises(AttributeError):
+        batcher.max_wait = 1.0  # the engine's own settings are fixed at construction
+
+
 # -- the embedder on a real (tiny) LaSER model -------------------------------------------------------------
 
 
@@ -265,6 +298,34 @@ async def test_async_embedding_never_blocks_the_event_loop(embedder, monkeypatch
     gaps = [later - earlier for earlier, later in zip(during, during[1:], strict=False)]
     assert elapsed >= 0.4 and len(during) >= 5
     assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps):.2f} s during a {elapsed:.2f} s pass"
+
+
+async def test_concurrent_callers_with_other_batch_options_each_get_their_own(embedder, monkeypatch):
+    """One caller asks for passes of 1 and no wait, another for passes of 64 after 500 ms: neither changes the
+    other's, nor the embedder's batcher settings."""
+    model = embedder.model
+    passes: list[tuple[list[str], float]] = []
+    real_encode_query = model.encode_query
+
+    def recording_encode_query(texts, **kwargs):
+        passes.append((list(texts), time.monotonic()))
+        return real_encode_query(texts, **kwargs)
+
+    monkeypatch.setattr(model, "encode_query", recording_encode_query)
+    settings = (embedder.batcher.max_batch_size, embedder.batcher.max_wait)
+    patient, hasty = EncodeOptions(batch_size=64, max_wait_ms=500), EncodeOptions(batch_size=1, max_wait_ms=0)
+    start = time.monotonic()
+    calls = [embedder.aembed_query(f"patient {i}", patient) for i in range(8)]
+    calls += [embedder.aembed_query(f"hasty {i}", hasty) for i in range(4)]
+    await asyncio.gather(*calls)
+
+    patient_passes = [(texts, when) for texts, when in passes if texts[0].startswith("patient")]
+    hasty_passes = [(texts, when) for texts, when in passes if texts[0].startswith("hasty")]
+    assert [texts for texts, _ in patient_passes] == [[f"patient {i}" for i in range(8)]]
+    assert [texts for texts, _ in hasty_passes] == [[f"hasty {i}"] for i in range(4)]
+    assert patient_passes[0][1] - start >= 0.45
+    assert max(when for _, when in hasty_passes) < patient_passes[0][1]
+    assert (embedder.batcher.max_batch_size, embedder.batcher.max_wait) == settings
 
 
 async def test_bad_options_fail_only_their_caller(embedder):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from laser_integrations.batching import MicroBatcher
 from laser_integrations.provenance import EmbeddingProvenance, model_name, model_provenance, model_query_prompt
-from laser_integrations.validation import checked_string, checked_strings
+from laser_integrations.validation import checked_string, checked_strings, positive_int
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -208,11 +208,10 @@ class LocalEncoder:
     async def _arun(self, side: Side, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         texts = checked_strings(texts, "text")
         key = self._key(side, options)
-        if options.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {options.max_wait_ms!r}")
-        self.batcher.max_batch_size = key.batch_size
-        self.batcher.max_wait = options.max_wait_ms / 1000
-        return await self.batcher.arun(key, texts)
+        wait_ms = options.max_wait_ms
+        if isinstance(wait_ms, bool) or not isinstance(wait_ms, (int, float)) or not 0 <= wait_ms < float("inf"):
+            raise ValueError(f"max_wait_ms must be a number >= 0, got {wait_ms!r}")
+        return await self.batcher.arun(key, texts, max_batch_size=key.batch_size, max_wait=wait_ms / 1000)
 
     def _steps(self, options: EncodeOptions) -> int:
         from laser_integrations.latent import check_num_thinking_steps
@@ -225,9 +224,7 @@ class LocalEncoder:
 
     def _key(self, side: Side, options: EncodeOptions) -> _BatchKey:
         """Validate the options here, in the caller, so a bad setting fails only its own call."""
-        batch_size = options.batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int("batch_size", options.batch_size)
         prompt = self._query_prompt(options) if side == "query" else None
         return _BatchKey(side, self._steps(options), prompt, batch_size, bool(options.show_progress_bar))
 

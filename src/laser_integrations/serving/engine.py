@@ -37,9 +37,9 @@ class MeasuredBatcher(MicroBatcher[Any, Any]):
         self.last_pass_seconds = 0.0
         """How long the latest coalesced batch took (the server sizes its collection window on it)."""
 
-    def submit(self, key: Hashable, items: Sequence[Any]) -> Future[list[Any]]:
+    def submit(self, key: Hashable, items: Sequence[Any], **limits: Any) -> Future[list[Any]]:
         submitted = time.monotonic()
-        future = super().submit(key, items)
+        future = super().submit(key, items, **limits)
         with self._submitted_lock:
             if not future.done():
                 self._submitted[future] = submitted
