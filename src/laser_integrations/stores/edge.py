@@ -1,0 +1,299 @@
+"""A :class:`~laser_integrations.stores.base.Store` over a Qdrant Edge shard folder: millions of points in-process.
+
+Qdrant Edge (``qdrant-edge-py``, beta, pinned) is Qdrant's own storage engine embedded in this process:
+segments, a write-ahead log, memory-mapped vectors, the server's data format. One folder holds one shard
+(Edge has no collections). Beside the shard the folder holds:
+
+- ``laser_provenance.json``: the embedding provenance, written atomically and checked before the first write;
+- ``.laser.lock``: an OS lock, so a second process opening the folder is refused at once.
+
+Search is exact (brute force over memory-mapped vectors) by default. :meth:`EdgeStore.build_index` opts
+into an HNSW graph.
+
+Example:
+    >>> import tempfile
+    >>> from laser_integrations.provenance import EmbeddingProvenance
+    >>> folder = tempfile.mkdtemp()
+    >>> with EdgeStore(folder) as store:
+    ...     _ = store.ensure(EmbeddingProvenance("smollm2", 3, "", 2, "plain"))
+    ...     store.upsert(["00000000-0000-0000-0000-000000000001"], np.array([[1.0, 0.0]]), [{"text": "a"}])
+    >>> with EdgeStore(folder) as store:
+    ...     store.count(), store.search([1.0, 0.1], limit=1)[0].payload
+    (1, {'text': 'a'})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import qdrant_edge as edge
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError("EdgeStore needs qdrant-edge-py: pip install 'laser-integrations[edge]'") from error
+
+from laser_integrations.provenance import EmbeddingProvenance, ProvenanceMismatchError, check_provenance
+from laser_integrations.stores.base import Hit, StoreLockedError
+from laser_integrations.stores.folder_lock import FolderLock
+from laser_integrations.stores.points import canonical_id, point_matrix
+from laser_integrations.validation import positive_int
+
+__all__ = ["DEFAULT_FLUSH_EVERY", "PROVENANCE_FILE", "EdgeStore"]
+
+PROVENANCE_FILE = "laser_provenance.json"
+"""The provenance record beside the shard, in the shard's folder."""
+
+DEFAULT_FLUSH_EVERY = 50_000
+"""Points between automatic flushes: each flush lets Edge drop the write-ahead log written before it."""
+
+_SHARD_CONFIG = "edge_config.json"
+
+
+class EdgeStore:
+    """The Qdrant Edge shard in folder ``path`` (created on the first :meth:`ensure` or write).
+
+    Args:
+        path: The shard's folder; one process at a time may open it.
+        dimension: The vector size, for a store filled without a provenance (framework tests, raw vectors);
+            with a provenance, :meth:`ensure` sets it.
+        flush_every: Flush after this many upserted points, so the write-ahead log stays bounded.
+
+    Raises:
+        StoreLockedError: Another process (or another open ``EdgeStore`` here) has the folder open.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dimension: int | None = None,
+        flush_every: int = DEFAULT_FLUSH_EVERY,
+    ) -> None:
+        self._path = Path(path)
+        self._flush_every = positive_int("flush_every", flush_every)
+        self._lock: FolderLock | None = FolderLock.acquire(self._path, "Edge folder")
+        self._unflushed = 0
+        self._exact = True
+        self._hnsw_ef: int | None = None
+        try:
+            self._shard: edge.EdgeShard | None = self._load() if (self._path / _SHARD_CONFIG).exists() else None
+            self._provenance = self._read_provenance()
+        except BaseException:
+            self._release()
+            raise
+        self._dimension = self._stored_dimension() or dimension
+
+    @property
+    def path(self) -> Path:
+        """The shard's folder."""
+        return self._path
+
+    @property
+    def description(self) -> str:
+        """``"edge:/data/shard"``."""
+        return f"edge:{self._path}"
+
+    @property
+    def max_points(self) -> int | None:
+        """``None``: vectors are memory-mapped from disk, so the folder reopens whatever its size."""
+        return None
+
+    def ensure(self, provenance: EmbeddingProvenance, *, adopt: bool = False) -> EmbeddingProvenance:
+        """Create the shard recording ``provenance``, or check the one recorded; nothing is written on a mismatch.
+
+        Raises:
+            ProvenanceMismatchError: The folder records other settings, holds vectors of another size, or
+                holds points without a record (and ``adopt`` is off).
+        """
+        where = f"Edge folder {str(self._path)!r}"
+        if self._provenance is not None:
+            check_provenance(self._provenance, provenance, where)
+            return self._provenance
+        stored_dimension = self._stored_dimension()
+        if stored_dimension is not None and stored_dimension != provenance.dimension:
+            raise ProvenanceMismatchError(
+                f"{where} holds {stored_dimension}-dimensional vectors; these embeddings are "
+                f"{provenance.dimension}-dimensional ({provenance.model}). Use another folder."
+            )
+        points = self.count()
+        if points and not adopt:
+            raise ProvenanceMismatchError(
+                f"{where} holds {points} points but records no embedding provenance, so they may come from another "
+                "model or K; pass adopt=True if they were made with these settings, or use another folder"
+            )
+        _write_json_atomically(self._path / PROVENANCE_FILE, provenance.to_dict())
+        self._provenance = provenance
+        self._dimension = provenance.dimension
+        self._require_shard()
+        return provenance
+
+    def provenance(self) -> EmbeddingProvenance | None:
+        """The recorded provenance (``None`` for a new folder or one filled without it)."""
+        return self._provenance
+
+    def present(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored (looked up by id, not scanned)."""
+        if not ids or self._shard is None:
+            return set()
+        wanted = {canonical_id(point_id): point_id for point_id in ids}
+        found = self._open().retrieve(list(wanted), with_payload=False, with_vector=False)
+        return {wanted[str(record.id)] for record in found}
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Write (or overwrite) points; once this returns they are in the write-ahead log and survive a crash."""
+        if not len(ids):
+            return
+        matrix = point_matrix(ids, vectors, payloads)
+        shard = self._require_shard(matrix.shape[1])
+        if matrix.shape[1] != self._dimension:
+            raise ValueError(f"{self.description} holds {self._dimension}-dimensional vectors, got {matrix.shape[1]}")
+        points = [
+            edge.Point(canonical_id(point_id), row, dict(payload))
+            for point_id, row, payload in zip(ids, matrix.tolist(), payloads, strict=True)
+        ]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+        self._unflushed += len(points)
+        if self._unflushed >= self._flush_every:
+            self.flush()
+
+    def search(self, vector: Sequence[float] | np.ndarray, limit: int = 10) -> list[Hit]:
+        """The ``limit`` nearest points by cosine similarity, best first (exact unless :meth:`build_index` ran)."""
+        if self._shard is None:
+            return []
+        params = edge.SearchParams(exact=True) if self._exact else edge.SearchParams(hnsw_ef=self._hnsw_ef)
+        request = edge.QueryRequest(
+            limit=positive_int("limit", limit),
+            query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+            with_payload=True,
+            params=params,
+        )
+        found = self._open().query(request)
+        return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in found]
+
+    def count(self) -> int:
+        """The exact number of points."""
+        return 0 if self._shard is None else self._open().count(edge.CountRequest(exact=True))
+
+    def flush(self) -> None:
+        """Write every acknowledged point into the segments, so the write-ahead log before it can be dropped."""
+        if self._shard is not None:
+            self._shard.flush()
+        self._unflushed = 0
+
+    def build_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> bool:
+        """Build an HNSW graph over the stored points and search through it from now on (opt-in).
+
+        Slow (minutes for 100k 1024-dim points on 2 cores) and it holds the GIL: from async code run it
+        off the event loop, ``await asyncio.to_thread(store.build_index)``. Returns whether anything was built.
+        """
+        shard = self._open()
+        self.flush()
+        shard.close()
+        config = edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=self._require_dimension(), distance=edge.Distance.Cosine),
+            hnsw_config=edge.HnswIndexConfig(
+                m=positive_int("m", m), ef_construct=positive_int("ef_construct", ef_construct), full_scan_threshold=1
+            ),
+            optimizers=edge.EdgeOptimizersConfig(indexing_threshold=1),
+        )
+        self._shard = edge.EdgeShard.load(str(self._path), config)
+        built = self._shard.optimize()
+        self._exact, self._hnsw_ef = False, positive_int("hnsw_ef", hnsw_ef)
+        return built
+
+    def close(self) -> None:
+        """Flush, close the shard and release the folder; idempotent."""
+        try:
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+        finally:
+            self._shard = None
+            self._release()
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EdgeStore({str(self._path)!r})"
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _load(self) -> edge.EdgeShard:
+        try:
+            return edge.EdgeShard.load(str(self._path))
+        except Exception as error:
+            if "WouldBlock" in str(error):  # the shard's own WAL lock: opened without this class
+                raise StoreLockedError(f"Edge folder {self._path} is open in another process") from None
+            raise
+
+    def _open(self) -> edge.EdgeShard:
+        if self._lock is None:
+            raise ValueError(f"{self.description} is closed")
+        if self._shard is None:
+            raise ValueError(f"{self.description} holds no shard yet: call ensure() or upsert() first")
+        return self._shard
+
+    def _require_dimension(self) -> int:
+        if self._dimension is None:
+            raise ValueError(f"{self.description} does not know its vector size: call ensure() or pass dimension=")
+        return self._dimension
+
+    def _require_shard(self, dimension: int | None = None) -> edge.EdgeShard:
+        if self._lock is None:
+            raise ValueError(f"{self.description} is closed")
+        if self._shard is None:
+            if self._dimension is None:
+                self._dimension = dimension
+            params = edge.EdgeVectorParams(size=self._require_dimension(), distance=edge.Distance.Cosine)
+            self._shard = edge.EdgeShard.create(str(self._path), edge.EdgeConfig(vectors=params))
+        return self._shard
+
+    def _read_provenance(self) -> EmbeddingProvenance | None:
+        path = self._path / PROVENANCE_FILE
+        if not path.exists():
+            return None
+        try:
+            return EmbeddingProvenance.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            raise ProvenanceMismatchError(f"cannot read the embedding provenance in {path}: {error}") from None
+
+    def _stored_dimension(self) -> int | None:
+        path = self._path / _SHARD_CONFIG
+        if not path.exists():
+            return None
+        vectors = json.loads(path.read_text(encoding="utf-8")).get("vectors", {})
+        return vectors.get("", {}).get("size")
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half of one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2, sort_keys=True)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
