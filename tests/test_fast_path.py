@@ -297,21 +297,20 @@ def test_buckets():
 
 def test_the_module_routes_through_the_fast_path_where_available(tiny_dirs, monkeypatch):
     """On CUDA ``fast_path_available`` is true; faking it on CPU shows the module's routing and its switch."""
-    from laser_integrations import load_model
-    from laser_integrations import module as module_file
+    from laser_integrations import latent_loops, load_model
 
     model = load_model(str(tiny_dirs["qwen3"]), device="cpu")
     texts = ["why is the sky blue", "Photosynthesis converts light energy into chemical energy."]
     plain = model.encode_query(texts)
     calls: list[int] = []
-    real_static = module_file.latent_thinking_static
+    real_static = latent_loops.latent_thinking_static
 
     def counting_static(*args, **kwargs):
         calls.append(1)
         return real_static(*args, **kwargs)
 
-    monkeypatch.setattr(module_file, "fast_path_available", lambda causal_lm: True)
-    monkeypatch.setattr(module_file, "latent_thinking_static", counting_static)
+    monkeypatch.setattr(latent_loops, "fast_path_available", lambda causal_lm: True)
+    monkeypatch.setattr(latent_loops, "latent_thinking_static", counting_static)
     fast = model.encode_query(texts)
     assert calls, "the fast path was not used"
     assert float((fast * plain).sum(-1).min()) >= 0.99999

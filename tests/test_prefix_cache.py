@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-import laser_integrations.module as module_code
+import laser_integrations.latent_loops as loops_code
 from laser_integrations import load_model
 from laser_integrations.latent import latent_thinking, latent_thinking_after_prefix, without_prefix
 from laser_integrations.prefix_cache import PrefixCache, compute_prefix_kv, supports_prefix_cache
@@ -71,8 +70,8 @@ def count_paths(monkeypatch) -> dict[str, int]:
         calls["prefix"] += 1
         return latent_thinking_after_prefix(*args, **kwargs)
 
-    monkeypatch.setattr(module_code, "latent_thinking", plain)
-    monkeypatch.setattr(module_code, "latent_thinking_after_prefix", prefixed)
+    monkeypatch.setattr(loops_code, "latent_thinking", plain)
+    monkeypatch.setattr(loops_code, "latent_thinking_after_prefix", prefixed)
     return calls
 
 
@@ -379,7 +378,15 @@ def test_prefix_needs_tokens():
         compute_prefix_kv(build_qwen3(300), [])
 
 
-def test_normalized_like_the_plain_path(models):
-    cached, _ = models
-    vectors = torch.from_numpy(cached.encode_query(QUERIES))
-    torch.testing.assert_close(vectors, F.normalize(vectors, dim=-1), rtol=0, atol=1e-6)
+def test_cached_vectors_equal_the_plain_path_text_by_text(models):
+    """Each text alone and all together, queries and documents: unit vectors equal to the plain path's."""
+    cached, plain = models
+    texts = [*QUERIES, *DOCUMENTS, "why", "a longer question about why default list arguments keep growing"]
+    for encode in ("encode_query", "encode_document"):
+        together = getattr(cached, encode)(texts, batch_size=len(texts))
+        alone = np.stack([getattr(cached, encode)([text])[0] for text in texts])
+        expected = getattr(plain, encode)(texts, batch_size=len(texts))
+        np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, rtol=0, atol=1e-6)
+        assert cosine(together, expected).min() >= 0.99999
+        assert cosine(alone, expected).min() >= 0.99999
+    assert len(cached[0].prefix_kv) >= 1  # the cached path really ran

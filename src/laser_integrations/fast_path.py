@@ -1,52 +1,18 @@
 """The latent loop's GPU fast path: the K-1 soft-token steps on a static KV cache, captured once and replayed.
 
-:func:`latent_thinking_static` computes exactly what :func:`laser_integrations.latent.latent_thinking`
-computes (spec section 1: prefill, ``h_1`` at the last position, K-1 soft-token steps, ``normalize(mean)``)
-and returns the same :class:`~laser_integrations.latent.LatentThinkingOutput`. What differs is how the
-K-1 single-position steps run:
+:func:`latent_thinking_static` computes what :func:`laser_integrations.latent.latent_thinking` computes (spec
+section 1). The prefill is the plain loop's own call, so ``h_1`` is bit-identical; its keys and values are
+copied into a ``StaticCache`` preallocated for the batch's **bucket** (:func:`bucket_batch_size` rows by
+:func:`cache_columns` columns, bucket padding masked out), and the K-1 steps read and write fixed buffers, so
+every shape depends only on the bucket and one ``torch.cuda.CUDAGraph`` capture per ``(B_b, L_b, K, dtype,
+device)`` serves every batch in it. A graph (not ``torch.compile``): capturing costs milliseconds where
+compiling costs tens of seconds per bucket, and it replays the plain loop's own eager kernels.
 
-1. **Prefill** is the plain loop's own call (the backbone at the batch's true shape, B x L, on a
-   ``DynamicCache``), so ``h_1`` is bit-identical to the plain loop and no prefill compute is spent on
-   bucket padding.
-2. Its keys and values are copied into a transformers ``StaticCache`` preallocated for the **bucket**:
-   ``B_b`` rows (the batch rounded up to a power of two, then to a multiple of 32) by ``L_b + K - 1``
-   columns (the prompt length rounded up to a multiple of 64, of 256 past 1024 tokens; the K-1 rounded up
-   to 16). Rows ``B..B_b`` and columns past the prompt are bucket padding that every attention mask
-   excludes (mask 0); the prompt sits in columns ``0..L-1`` and the soft tokens go to ``L..L+K-2``. The
-   copy is one read and one write of the KV cache, small next to the prefill that produced it.
-3. The **steps**: ``p = softmax(W h)`` in float32, ``e = p @ E``, the backbone at one position on the
-   static cache (explicit position ids, an explicit additive 4D mask over all ``L_b + K - 1`` columns),
-   K-1 times, read from and written to fixed buffers. Every shape in them depends only on the bucket, and
-   the prompt length reaches them only through tensors (the mask buffer, the position buffer and the
-   cache's own ``cumulative_length`` counters), so one capture serves every batch in the bucket.
-
-Capture method: an explicit ``torch.cuda.CUDAGraph`` of all K-1 steps, one graph per
-``(B_b, L_b, K, dtype, device)``, replayed once per call. Chosen over
-``torch.compile(mode="reduce-overhead")`` because (a) capturing costs one eager warm-up plus one recorded
-pass (milliseconds) where compiling a 28-36 layer model costs tens of seconds per bucket, and
-recompiles on new shapes, transformers releases or guards; (b) it runs the very same eager kernels as the
-plain loop, so the numbers agree to rounding; (c) a model it cannot capture (a host sync such as
-``.item()`` in a dynamic-RoPE model, an unsupported op) simply raises during capture, and the loop then
-runs the same steps eagerly on the static cache. What it gives up is Inductor's kernel fusion; the
-decode steps are launch- and weight-bandwidth-bound, which the graph addresses.
-
-Fallbacks, all silent apart from one log line per reason (never an exception for that reason):
-``capture=None`` captures on CUDA only; on CPU, or when capture fails, the steps run eagerly on the static
-cache. Models the static path does not cover (sliding-window or linear-attention layers, attention
-implementations other than ``sdpa``/``eager``, training with activation checkpointing, autograd through
-the call, K = 1) go to :func:`~laser_integrations.latent.latent_thinking` itself.
-
-Captured graphs and their static caches stay allocated between calls (that is the point); at most
-:data:`MAX_CACHED_ENTRIES` per model, least recently used first out. :func:`clear_fast_path_cache` frees
-them.
-
-Wiring (for ``LatentThinkingEmbedding.forward``): use it where :func:`fast_path_available` says so, with a
-switch to turn it off::
-
-    if self.fast_path and fast_path_available(self.model):
-        latent = latent_thinking_static(self.model, input_ids, attention_mask, steps)
-    else:
-        latent = latent_thinking(self.model, input_ids, attention_mask, steps)
+Fallbacks (one log line per reason, never an exception): ``capture=None`` captures on CUDA only; on CPU or
+after a failed capture the steps run eagerly on the static cache. Models the static path does not cover
+(:func:`unsupported_reason`), autograd through the call and K = 1 go to the plain loop.
+:mod:`laser_integrations.latent_loops` decides when the module uses this path. Graphs and static caches stay
+allocated between calls, at most :data:`MAX_CACHED_ENTRIES` per model; :func:`clear_fast_path_cache` frees them.
 """
 
 from __future__ import annotations
@@ -73,6 +39,7 @@ from laser_integrations.latent import (
     latent_thinking,
     next_token_distribution,
     positions_from_mask,
+    require_left_padding,
     soft_token,
 )
 
@@ -126,7 +93,7 @@ def unsupported_reason(causal_lm: PreTrainedModel) -> str | None:
     if not decodes_on_cache(causal_lm):
         return "training with activation checkpointing (transformers drops the KV cache)"
     backbone = causal_lm.base_model
-    parameters = _forward_parameters(backbone)
+    parameters = set(inspect.signature(backbone.forward).parameters)
     needed = {"inputs_embeds", "position_ids", "attention_mask", cache_keyword(backbone)}
     if not needed <= parameters:
         return f"{type(backbone).__name__}.forward lacks {sorted(needed - parameters)}"
@@ -181,8 +148,7 @@ def latent_thinking_static(
         tokens), equal to :func:`~laser_integrations.latent.latent_thinking`'s up to float rounding.
     """
     steps = check_num_thinking_steps(num_thinking_steps)
-    if not bool(attention_mask[:, -1].all()):
-        raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    require_left_padding(attention_mask)
     reason = "K = 1 has no thinking steps" if steps == 1 else None
     reason = reason or ("autograd through the call" if _needs_autograd(causal_lm) else unsupported_reason(causal_lm))
     if reason is not None:
@@ -282,10 +248,6 @@ def _log_once(key: tuple, level: int, message: str, *args: object) -> None:
     if key not in _LOGGED:
         _LOGGED.add(key)
         logger.log(level, message, *args)
-
-
-def _forward_parameters(module: torch.nn.Module) -> set[str]:
-    return set(inspect.signature(module.forward).parameters)
 
 
 def _needs_autograd(causal_lm: PreTrainedModel) -> bool:
@@ -428,40 +390,25 @@ def _load(entry: _Entry, dynamic: object, first: Tensor, attention_mask: Tensor,
 
 
 def _steps_function(causal_lm: PreTrainedModel, entry: _Entry, steps: int, cache_name: str) -> Callable[[], Tensor]:
-    """The K-1 soft-token steps over the entry's fixed buffers, as one argument-free (capturable) function."""
+    """The K-1 soft-token steps over the entry's fixed buffers, as one argument-free (capturable) function:
+    each is ``p = softmax(W h)`` (float32), ``e = p @ E``, the backbone at one position -> the next ``h``."""
     table = causal_lm.get_input_embeddings().weight
 
     def run() -> Tensor:
         hidden, outputs = entry.hidden, []
         for step in range(steps - 1):
-            hidden = _soft_token_step(
-                causal_lm, table, hidden, entry.masks[step], entry.positions[step], entry.cache, cache_name
+            output = causal_lm.base_model(
+                inputs_embeds=soft_token(next_token_distribution(causal_lm, hidden), table),
+                attention_mask=entry.masks[step],
+                position_ids=entry.positions[step],
+                use_cache=True,
+                **{cache_name: entry.cache},
             )
+            hidden = output.last_hidden_state[:, -1]
             outputs.append(hidden)
         return torch.stack(outputs, dim=1)
 
     return run
-
-
-def _soft_token_step(
-    causal_lm: PreTrainedModel,
-    table: Tensor,
-    hidden: Tensor,
-    mask: Tensor,
-    positions: Tensor,
-    cache: StaticCache,
-    cache_name: str,
-) -> Tensor:
-    """One latent step: ``p = softmax(W h)`` (float32), ``e = p @ E``, the backbone at one position -> next h."""
-    probs = next_token_distribution(causal_lm, hidden)
-    output = causal_lm.base_model(
-        inputs_embeds=soft_token(probs, table),
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        **{cache_name: cache},
-    )
-    return output.last_hidden_state[:, -1]
 
 
 def _capture_graph(function: Callable[[], Tensor], device: torch.device) -> tuple[Callable[[], None], Tensor]:

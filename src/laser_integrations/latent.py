@@ -81,6 +81,16 @@ def left_aligned(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Ten
     return input_ids.gather(1, order), attention_mask.gather(1, order)
 
 
+def require_left_padding(attention_mask: Tensor, caller: str = "latent_thinking") -> None:
+    """Refuse a batch whose rows do not all end in a real token: every loop reads each row's last position.
+
+    The one left-padding check of every latent loop (plain, after a cached prefix, static-cache fast path)
+    and of the explicit view. :func:`left_aligned` turns a right-padded batch into an accepted one.
+    """
+    if not bool(attention_mask[:, -1].all()):
+        raise ValueError(f"{caller} needs left padding: the last column of attention_mask must be all ones")
+
+
 def positions_from_mask(attention_mask: Tensor) -> Tensor:
     """Position ids that count only real tokens, so left padding does not shift a text's positions."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
@@ -139,8 +149,7 @@ def latent_thinking(
         A :class:`LatentThinkingOutput`. Gradients flow through every step when autograd is on.
     """
     steps = check_num_thinking_steps(num_thinking_steps)
-    if not bool(attention_mask[:, -1].all()):
-        raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    require_left_padding(attention_mask)
     think = _think_on_cache if decodes_on_cache(causal_lm) else _think_by_recompute
     states, distributions = think(causal_lm, input_ids, attention_mask, steps)
     return _pooled(causal_lm, states, distributions, top_k)
@@ -178,8 +187,7 @@ def latent_thinking_after_prefix(
         top_k: As in :func:`latent_thinking`.
     """
     steps = check_num_thinking_steps(num_thinking_steps)
-    if not bool(attention_mask[:, -1].all()):
-        raise ValueError("latent_thinking needs left padding: the last column of attention_mask must be all ones")
+    require_left_padding(attention_mask)
     if not decodes_on_cache(causal_lm):
         raise ValueError("a prefix KV cache needs a model that keeps its cache: call .eval() or disable checkpointing")
     states, distributions = _think_on_cache(causal_lm, input_ids, attention_mask, steps, prefix=prefix)
@@ -301,8 +309,7 @@ def explicit_view(
         trajectory_positions: Optional (B, K) column indices of the trajectory features (see
             :func:`trajectory_positions`, shifted by each row's left padding).
     """
-    if not bool(attention_mask[:, -1].all()):
-        raise ValueError("explicit_view needs left padding: the last column of attention_mask must be all ones")
+    require_left_padding(attention_mask, "explicit_view")
     hidden = causal_lm.base_model(
         input_ids=input_ids,
         attention_mask=attention_mask,

@@ -29,20 +29,17 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from laser_integrations.backbone import load_causal_lm
-from laser_integrations.fast_path import fast_path_available, latent_thinking_static
 from laser_integrations.formatting import apply_chat_format, has_chat_template, template_knows_think
 from laser_integrations.latent import (
     LatentThinkingOutput,
     check_num_thinking_steps,
-    decodes_on_cache,
     explicit_view,
-    latent_thinking,
-    latent_thinking_after_prefix,
     left_aligned,
     trajectory_positions,
-    without_prefix,
 )
-from laser_integrations.prefix_cache import PrefixCache, supports_prefix_cache
+from laser_integrations.latent_loops import LoopChoice, choose_latent_loop, run_latent_loop
+from laser_integrations.prefix_cache import PrefixCache
+from laser_integrations.validation import positive_int
 from laser_integrations.version import __version__
 
 LatentInput = str
@@ -81,7 +78,8 @@ class LatentThinkingEmbedding(InputModule):
             (:func:`~laser_integrations.fast_path.latent_thinking_static`; same vectors, falls back to eager
             steps where capture fails). Used when :func:`~laser_integrations.fast_path.fast_path_available`
             says so (CUDA weights, inference); it then takes precedence over the prefix cache. A runtime
-            switch (``module.fast_path = False``), not saved with the model.
+            switch (``module.fast_path = False``), not saved with the model. :meth:`latent_loop` says which
+            loop runs and why (:func:`~laser_integrations.latent_loops.choose_latent_loop`).
 
     Example:
         >>> from sentence_transformers import SentenceTransformer
@@ -117,8 +115,8 @@ class LatentThinkingEmbedding(InputModule):
         self.model = model
         self.tokenizer = tokenizer
         self.num_thinking_steps = check_num_thinking_steps(num_thinking_steps)
-        self.max_seq_length = _positive_int("max_seq_length", max_seq_length)
-        self.max_explicit_length = _positive_int("max_explicit_length", max_explicit_length)
+        self.max_seq_length = positive_int("max_seq_length", max_seq_length)
+        self.max_explicit_length = positive_int("max_explicit_length", max_explicit_length)
         self.chat_template = chat_template
         self.think_block = think_block
         self.base_model = base_model
@@ -297,41 +295,30 @@ class LatentThinkingEmbedding(InputModule):
             features["sentence_embedding"] = torch.cat([emb for _, emb in parts])[torch.argsort(rows)]
         return features
 
+    def latent_loop(self, prefix_rows: bool = True) -> LoopChoice:
+        """Which latent loop ``forward`` runs now, and why (see :mod:`laser_integrations.latent_loops`)."""
+        return choose_latent_loop(
+            self.model, fast_path=self.fast_path, prefix_cache=self.prefix_cache, prefix_rows=prefix_rows
+        )
+
     def uses_prefix_cache(self) -> bool:
-        """Whether ``forward`` would reuse cached prefixes now: switched on, inference, and a supported model."""
-        if not self.prefix_cache or self.training or torch.is_grad_enabled():
-            return False
-        return decodes_on_cache(self.model) and supports_prefix_cache(self.model)
+        """Whether ``forward`` would reuse cached prefixes now (for rows that start with the prefix)."""
+        return self.latent_loop().loop == "prefix_cache"
 
     def _latent_view(
         self, features: dict[str, Tensor], input_ids: Tensor, attention_mask: Tensor, steps: int
     ) -> LatentThinkingOutput:
-        """The latent loop over left-aligned rows: rows starting with the cached prefix feed only their rest."""
-        if self.fast_path and fast_path_available(self.model):
-            # On CUDA the K-1 decode steps are launch-bound: the captured static-cache steps win there. Combining
-            # them with the prefix cache is left until a GPU measures it.
-            return latent_thinking_static(self.model, input_ids, attention_mask, steps)
-        rows = features.get("prefix_rows")
-        if rows is None or "prefix_input_ids" not in features or not self.uses_prefix_cache():
-            return latent_thinking(self.model, input_ids, attention_mask, steps)
-        prefix_ids = features["prefix_input_ids"].tolist()
-        prefix = self.prefix_kv.get(self.model, prefix_ids)
-        rows = rows.to(input_ids.device)
-        rest_ids, rest_mask = without_prefix(input_ids[rows], attention_mask[rows], len(prefix_ids))
-        cache = prefix.for_batch(len(rows), self.model.base_model.config)
-        cached = latent_thinking_after_prefix(self.model, cache, rest_ids, rest_mask, steps)
-        if len(rows) == len(input_ids):
-            return cached
-        plain_rows = torch.ones(len(input_ids), dtype=torch.bool, device=input_ids.device)
-        plain_rows[rows] = False
-        plain_ids, plain_mask = input_ids[plain_rows], attention_mask[plain_rows]
-        width = int(plain_mask.sum(dim=1).max())  # drop the columns only the other group needed
-        plain = latent_thinking(self.model, plain_ids[:, -width:], plain_mask[:, -width:], steps)
-        embedding = cached.embedding.new_empty((len(input_ids), cached.embedding.shape[1]))
-        states = cached.states.new_empty((len(input_ids), *cached.states.shape[1:]))
-        embedding[rows], states[rows] = cached.embedding, cached.states
-        embedding[plain_rows], states[plain_rows] = plain.embedding, plain.states
-        return LatentThinkingOutput(embedding=embedding, states=states)
+        choice = self.latent_loop(prefix_rows="prefix_rows" in features and "prefix_input_ids" in features)
+        return run_latent_loop(
+            choice,
+            self.model,
+            input_ids,
+            attention_mask,
+            steps,
+            prefix_kv=self.prefix_kv,
+            prefix_ids=features.get("prefix_input_ids"),
+            prefix_rows=features.get("prefix_rows"),
+        )
 
     # -- sentence-transformers plumbing -----------------------------------------------------------------
 
@@ -387,12 +374,6 @@ def explicit_inputs(queries: Sequence[str], rationales: Sequence[str]) -> list[E
         if not isinstance(rationale, str):
             raise TypeError(f"rationale {index} is a {type(rationale).__name__}; rationales must be strings")
     return list(zip(queries, rationales, strict=True))
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _validated(inputs: Sequence[object]) -> list[LatentInput | ExplicitInput]:

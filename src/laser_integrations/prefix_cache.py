@@ -36,6 +36,7 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
 from laser_integrations.latent import cache_keyword
+from laser_integrations.validation import positive_int
 
 DEFAULT_MAX_ENTRIES = 4
 """Prefixes kept per cache (one per distinct prompt in use: each task's query prompt, the document prompt)."""
@@ -169,9 +170,7 @@ class PrefixCache:
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
-        self.max_entries = max_entries
+        self.max_entries = positive_int("max_entries", max_entries)
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Lock] = {}
