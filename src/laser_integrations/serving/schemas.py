@@ -12,9 +12,19 @@ validation failure into a ``400`` with an OpenAI error body (:func:`error_body`)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 Side = Literal["query", "document"]
 SIDES: tuple[Side, ...] = ("query", "document")
@@ -43,11 +53,46 @@ def checked_inputs(value: Any, field: str) -> list[str]:
         raise ValueError(f"{field} is an empty list: send a string or a non-empty list of strings")
     for index, item in enumerate(value):
         if isinstance(item, str):
+            valid_unicode(item, f"{field}[{index}]")
             continue
         if (isinstance(item, int) and not isinstance(item, bool)) or isinstance(item, list):
             raise ValueError(f"{field}[{index}] is {_json_type(item)}; {TOKEN_IDS_HINT}")
         raise ValueError(f"{field}[{index}] is {_json_type(item)} ({item!r:.60}), not a string")
     return list(value)
+
+
+def valid_unicode(text: str, field: str) -> str:
+    """``text`` if it is valid Unicode, else a ``ValueError`` naming the lone surrogate and where it is.
+
+    JSON's ``\\ud800`` escapes can spell half of a UTF-16 pair, which no tokenizer can read.
+
+    >>> valid_unicode("fine", "input[0]")
+    'fine'
+    >>> valid_unicode("ab\\ud800", "input[2]")
+    Traceback (most recent call last):
+    ...
+    ValueError: input[2] holds a lone surrogate (U+D800) at character 2, which is not valid Unicode: send \
+whole characters (a UTF-16 pair escapes as two \\u escapes)
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise ValueError(
+            f"{field} holds a lone surrogate (U+{code:04X}) at character {error.start}, which is not valid "
+            "Unicode: send whole characters (a UTF-16 pair escapes as two \\u escapes)"
+        ) from None
+    return text
+
+
+def _unicode_field(value: str, info: ValidationInfo) -> str:
+    return valid_unicode(value, info.field_name or "text")
+
+
+Text = Annotated[StrictStr, AfterValidator(_unicode_field)]
+"""A string field that must be valid Unicode (400 naming the field otherwise)."""
 
 
 def _json_type(value: Any) -> str:
@@ -68,7 +113,7 @@ class _Request(BaseModel):
     num_thinking_steps: StrictInt | None = Field(
         default=None, ge=1, description="Extension: K latent thinking steps (>= 1; default: the model's)."
     )
-    instruction: StrictStr | None = Field(
+    instruction: Text | None = Field(
         default=None,
         description="Extension, queries only: the task, sent as 'Instruct: {instruction}\\nQuery: ' "
         "(default: the model's query prompt; '' for none).",
@@ -84,12 +129,12 @@ class EmbeddingsRequest(_Request):
     """``POST /v1/embeddings`` (OpenAI's create-embeddings body, plus the LaSER extension fields)."""
 
     input: list[str] = Field(description="A string or a list of strings.")
-    model: StrictStr | None = Field(
+    model: Text | None = Field(
         default=None, description="The served model name, optionally with ':query' or ':document' (default: it)."
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(default=None, description="Accepted only if it equals the model's.")
-    user: StrictStr | None = None
+    user: Text | None = None
 
     @field_validator("input", mode="before")
     @classmethod
@@ -105,7 +150,7 @@ class EmbedRequest(_Request):
         default=True, description="Accepted for TEI clients; LaSER vectors are unit-length either way."
     )
     truncation_direction: Literal["right", "Right", "left", "Left"] = "Right"
-    prompt_name: StrictStr | None = Field(
+    prompt_name: Text | None = Field(
         default=None, description="TEI's way to pick a side: 'query' or 'document' (the model's prompt names)."
     )
     dimensions: StrictInt | None = None
