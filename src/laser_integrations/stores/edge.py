@@ -176,6 +176,26 @@ class EdgeStore:
         found = self._open().query(request)
         return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in found]
 
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payload of each of ``ids`` that is stored, by id (for the frameworks' get-by-id)."""
+        if not ids or self._shard is None:
+            return {}
+        wanted = {canonical_id(point_id): point_id for point_id in ids}
+        found = self._open().retrieve(list(wanted), with_payload=True, with_vector=False)
+        return {wanted[str(record.id)]: dict(record.payload or {}) for record in found}
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete the points ``ids`` (missing ones are ignored)."""
+        if ids and self._shard is not None:
+            points = [canonical_id(point_id) for point_id in ids]
+            self._open().update(edge.UpdateOperation.delete_points(points))
+
+    def delete_where(self, key: str, value: str | int | bool) -> None:
+        """Delete every point whose payload field ``key`` equals ``value``."""
+        if self._shard is not None:
+            condition = edge.FieldCondition(key=key, match=edge.MatchValue(value))
+            self._open().update(edge.UpdateOperation.delete_points_by_filter(edge.Filter(must=[condition])))
+
     def count(self) -> int:
         """The exact number of points."""
         return 0 if self._shard is None else self._open().count(edge.CountRequest(exact=True))
