@@ -236,3 +236,38 @@ def test_ids_must_be_uuids(tmp_path):
         store.ensure(PROVENANCE)
         with pytest.raises(ValueError, match="not a UUID string; derive one"):
             store.upsert(["doc-1"], unit_vectors(1, 8), [{}])
+
+
+def test_an_edge_snapshot_restores_into_a_new_folder_with_its_points_and_provenance(tmp_path):
+    import tarfile
+
+    from laser_integrations.stores.edge_snapshot import restore_snapshot, write_snapshot
+
+    ids, vectors = point_ids(400), unit_vectors(400, 8)
+    with EdgeStore(tmp_path / "source") as store:
+        store.ensure(PROVENANCE)
+        store.upsert(ids, vectors, [{"text": f"doc {i}"} for i in range(400)])
+        snapshot = write_snapshot(store, tmp_path / "docs.snapshot")
+    names = tarfile.open(snapshot).getnames()
+    assert "wal" in names and any(n.startswith("segments/") and n.endswith(".tar") for n in names)
+    with restore_snapshot(snapshot, tmp_path / "copy") as copy:
+        assert copy.count() == 400 and copy.provenance() == PROVENANCE
+        nearest = [ids[i] for i in brute_force_top(vectors, vectors[9], 10)]
+        assert [hit.id for hit in copy.search(vectors[9])] == nearest
+        assert copy.search(vectors[9], limit=1)[0].payload == {"text": "doc 9"}
+    with pytest.raises(ValueError, match="is not empty"):
+        restore_snapshot(snapshot, tmp_path / "copy")
+
+
+def test_an_hnsw_index_is_opt_in_and_searched_after_reopening_with_hnsw_ef(tmp_path):
+    ids, vectors = point_ids(3_000), unit_vectors(3_000, 32, seed=3)
+    with EdgeStore(tmp_path / "shard") as store:
+        store.ensure(EmbeddingProvenance("m", 3, "", 32, "plain"))
+        store.upsert(ids, vectors, [{}] * 3_000)
+        assert store.build_index(hnsw_ef=256)
+        assert store.search(vectors[5], limit=1)[0].id == ids[5]
+    with EdgeStore(tmp_path / "shard", hnsw_ef=256) as store:
+        found = [{hit.id for hit in store.search(vectors[i])} for i in range(0, 3_000, 150)]
+        exact = [{ids[j] for j in brute_force_top(vectors, vectors[i], 10)} for i in range(0, 3_000, 150)]
+        assert np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)]) >= 0.9
+        assert store.count() == 3_000

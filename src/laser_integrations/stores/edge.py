@@ -63,6 +63,8 @@ class EdgeStore:
         dimension: The vector size, for a store filled without a provenance (framework tests, raw vectors);
             with a provenance, :meth:`ensure` sets it.
         flush_every: Flush after this many upserted points, so the write-ahead log stays bounded.
+        hnsw_ef: Search through the HNSW graph :meth:`build_index` built, with this many candidates;
+            ``None`` (the default): exact search.
 
     Raises:
         StoreLockedError: Another process (or another open ``EdgeStore`` here) has the folder open.
@@ -74,13 +76,13 @@ class EdgeStore:
         *,
         dimension: int | None = None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
+        hnsw_ef: int | None = None,
     ) -> None:
         self._path = Path(path)
         self._flush_every = positive_int("flush_every", flush_every)
         self._lock: FolderLock | None = FolderLock.acquire(self._path, "Edge folder")
         self._unflushed = 0
-        self._exact = True
-        self._hnsw_ef: int | None = None
+        self._hnsw_ef = None if hnsw_ef is None else positive_int("hnsw_ef", hnsw_ef)
         try:
             self._shard: edge.EdgeShard | None = self._load() if (self._path / _SHARD_CONFIG).exists() else None
             self._provenance = self._read_provenance()
@@ -166,7 +168,8 @@ class EdgeStore:
         """The ``limit`` nearest points by cosine similarity, best first (exact unless :meth:`build_index` ran)."""
         if self._shard is None:
             return []
-        params = edge.SearchParams(exact=True) if self._exact else edge.SearchParams(hnsw_ef=self._hnsw_ef)
+        exact = self._hnsw_ef is None
+        params = edge.SearchParams(exact=True) if exact else edge.SearchParams(hnsw_ef=self._hnsw_ef)
         request = edge.QueryRequest(
             limit=positive_int("limit", limit),
             query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
@@ -210,7 +213,10 @@ class EdgeStore:
         """Build an HNSW graph over the stored points and search through it from now on (opt-in).
 
         Slow (minutes for 100k 1024-dim points on 2 cores) and it holds the GIL: from async code run it
-        off the event loop, ``await asyncio.to_thread(store.build_index)``. Returns whether anything was built.
+        off the event loop, ``await asyncio.to_thread(store.build_index)``. The graph stays in the folder;
+        reopen with ``EdgeStore(path, hnsw_ef=...)`` to search through it again. Its recall on random
+        1024-dim vectors is low (see the README's store table): measure it on your vectors before relying
+        on it. Returns whether anything was built.
         """
         shard = self._open()
         self.flush()
@@ -224,7 +230,7 @@ class EdgeStore:
         )
         self._shard = edge.EdgeShard.load(str(self._path), config)
         built = self._shard.optimize()
-        self._exact, self._hnsw_ef = False, positive_int("hnsw_ef", hnsw_ef)
+        self._hnsw_ef = positive_int("hnsw_ef", hnsw_ef)
         return built
 
     def close(self) -> None:
