@@ -41,6 +41,9 @@ def test_the_model_is_the_positional_argument_or_model_option():
         (["serve", "smollm2", "--max-batch-size", "0"], "max_batch_size must be a positive integer"),
         (["serve", "smollm2", "--max-wait-ms", "-1"], "max_wait_ms"),
         (["serve", "smollm2", "--max-request-mb", "0"], "--max-request-mb"),
+        (["serve", "smollm2", "--header-timeout", "0"], "header_timeout"),
+        (["serve", "smollm2", "--body-timeout", "-1"], "body_timeout"),
+        (["serve", "smollm2", "--max-connections", "0"], "max_connections"),
         (["serve", "no-such-model", "--port", "0"], "unknown model"),
     ],
 )
@@ -48,6 +51,31 @@ def test_user_errors_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("laser serve: error:") and message in err[0], err
+
+
+@pytest.mark.parametrize("source", ["flag", "env"])
+def test_an_empty_api_key_is_refused_not_an_open_server(source, monkeypatch, capsys):
+    monkeypatch.delenv("LASER_API_KEY", raising=False)
+    argv = ["serve", "no-such-model", "--port", "0"]
+    if source == "flag":
+        argv += ["--api-key", ""]
+    else:
+        monkeypatch.setenv("LASER_API_KEY", " ")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("laser serve: error:") and "is empty (an unset variable?)" in err[0]
+    assert ("--api-key" if source == "flag" else "$LASER_API_KEY") in err[0]
+
+
+def test_the_api_key_comes_from_the_environment_and_the_help_prefers_it(monkeypatch, capsys):
+    from laser_integrations.cli.serve import api_key
+
+    monkeypatch.setenv("LASER_API_KEY", "from-env")
+    assert api_key(build_parser().parse_args(["serve", "smollm2"])) == "from-env"
+    assert api_key(build_parser().parse_args(["serve", "smollm2", "--api-key", "flag"])) == "flag"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "prefer setting $LASER_API_KEY" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_busy_port_is_a_user_error_before_the_model_loads(capsys):
@@ -63,7 +91,7 @@ class ServerProcess:
     """``python -m laser_integrations.cli serve ... --port 0``, its stderr read by a thread, killed if left."""
 
     def __init__(self, *args: str) -> None:
-        env = {**os.environ, "LASER_API_KEY": ""}
+        env = {name: value for name, value in os.environ.items() if name != "LASER_API_KEY"}
         command = [sys.executable, "-m", "laser_integrations.cli", "serve", *args, "--port", "0", "--threads", "1"]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -137,5 +165,68 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tiny_dirs, tiny_mod
         assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses), responses
         vectors = [r.json()["data"][0]["embedding"] for r in responses]  # type: ignore[union-attr]
         assert_same_vectors(vectors, [tiny_model.encode_document([text])[0] for text in texts])
+    finally:
+        server.close()
+
+
+def read_response(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (or ``timeout`` runs out)."""
+    sock.settimeout(timeout)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_slow_headers_slow_bodies_and_connections_over_the_cap_are_cut_off(tiny_dirs):
+    server = ServerProcess(
+        str(tiny_dirs["qwen3"]), "--header-timeout", "1", "--body-timeout", "1", "--keep-alive-timeout", "1",
+        "--max-connections", "3",
+    )  # fmt: skip
+    try:
+        url = server.url()
+        port = int(url.rsplit(":", 1)[1])
+        with httpx.Client(base_url=url, timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while client.get("/health").status_code != 200:  # the socket listens before the app starts
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        # Half a request's headers, then nothing: closed once the header timeout runs out.
+        with socket.create_connection(("127.0.0.1", port)) as half_open:
+            half_open.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            assert read_response(half_open, 10) == b""
+            assert 0.5 < time.monotonic() - started < 5
+
+        # Headers, then half the body: 408 once the body timeout runs out, and closed.
+        with socket.create_connection(("127.0.0.1", port)) as slow_body:
+            slow_body.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: 100\r\n\r\n{\"inputs\": ")  # fmt: skip
+            answer = read_response(slow_body, 10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b'"code":"body_timeout"' in answer
+
+        # Three idle connections fill the cap: a fourth gets a JSON 503; once one closes, requests are served.
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            with socket.create_connection(("127.0.0.1", port)) as over:
+                over.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                refused = read_response(over, 10)
+        finally:
+            for sock in idle:
+                sock.close()
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        assert b'"code":"too_many_connections"' in refused
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
     finally:
         server.close()

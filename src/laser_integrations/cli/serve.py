@@ -29,7 +29,7 @@ DESCRIPTION = (
 )
 EPILOG = """examples:
   laser serve laser-qwen3 --port 8080                  # 127.0.0.1 only; --host 0.0.0.0 to expose
-  laser serve --model smollm2 --port 8080 --api-key "$KEY" --max-batch-size 32 --max-wait-ms 2
+  LASER_API_KEY=... laser serve --model smollm2 --port 8080 --max-batch-size 32 --max-wait-ms 2
   laser serve --model laser-qwen3 --ray --replicas 2   # Ray Serve replicas of the same app
 
 clients:
@@ -55,8 +55,9 @@ def register(subparsers: Any) -> None:
     server.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one and prints it)")
     server.add_argument(
         "--api-key",
-        default=os.environ.get(API_KEY_ENV),
-        help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV}, else open)",
+        default=None,
+        help=f"require 'Authorization: Bearer KEY' on every route but /health; prefer setting ${API_KEY_ENV}, since "
+        "a flag shows in ps (default: $" + API_KEY_ENV + ", else open; an empty key is refused)",
     )
     server.add_argument("--served-model-name", default=None, help="the name clients send as model (default: MODEL)")
     server.add_argument("--max-batch-size", type=int, default=32, help="texts per forward pass (32; 1: no coalescing)")
@@ -82,6 +83,19 @@ def register(subparsers: Any) -> None:
         help="cut inputs over --max-seq-length tokens instead of answering 413 (a request's truncate overrides)",
     )
     server.add_argument("--max-request-mb", type=float, default=16.0, help="largest request body in MiB (16)")
+    limits = parser.add_argument_group("timeouts and connections")
+    limits.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds a request's line and headers may take (10)"
+    )
+    limits.add_argument(
+        "--body-timeout", type=float, default=30.0, help="seconds a request's body may take after its headers (30)"
+    )
+    limits.add_argument(
+        "--keep-alive-timeout", type=float, default=5.0, help="seconds an idle keep-alive connection stays open (5)"
+    )
+    limits.add_argument(
+        "--max-connections", type=int, default=1024, help="open connections served at once; more get 503 (1024)"
+    )
     server.add_argument(
         "--graceful-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests in flight (30)"
     )
@@ -115,7 +129,7 @@ def settings_from_args(args: argparse.Namespace, spec: str) -> Any:
         raise UserError(f"--max-request-mb must be > 0, got {args.max_request_mb}")
     return ServeSettings(
         served_model_name=args.served_model_name or default_served_name(spec),
-        api_key=args.api_key or None,
+        api_key=api_key(args),
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         wait_fraction=args.wait_fraction,
@@ -124,6 +138,32 @@ def settings_from_args(args: argparse.Namespace, spec: str) -> Any:
         default_side=args.default_side,
         auto_truncate=args.auto_truncate,
         max_request_bytes=int(args.max_request_mb * 2**20),
+        body_timeout=args.body_timeout,
+    )
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """``--api-key``, else ``$LASER_API_KEY``, else ``None`` (open); an empty one is a user error, since it is
+    almost always an unset variable (``--api-key "$KEY"``) that would silently start an open server."""
+    if args.api_key is not None:
+        source, key = "--api-key", args.api_key
+    else:
+        source, key = f"${API_KEY_ENV}", os.environ.get(API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise UserError(
+            f"{source} is empty (an unset variable?): give a key, or leave out both --api-key and "
+            f"${API_KEY_ENV} for an open server"
+        )
+    return key
+
+
+def connection_limits(args: argparse.Namespace) -> Any:
+    from laser_integrations.serving.connections import ConnectionLimits
+
+    return ConnectionLimits(
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
     )
 
 
@@ -142,7 +182,9 @@ def run_uvicorn(args: argparse.Namespace, settings: Any) -> int:
     import uvicorn
 
     from laser_integrations.serving.app import create_app
+    from laser_integrations.serving.connections import uvicorn_config
 
+    limits = connection_limits(args)
     if args.threads:
         import torch
 
@@ -150,8 +192,9 @@ def run_uvicorn(args: argparse.Namespace, settings: Any) -> int:
     sock = listening_socket(args.host, args.port)
     try:
         app = create_app(load_model_from_args(args), settings)
-        config = uvicorn.Config(
+        config = uvicorn_config(
             app,
+            limits,
             host=args.host,
             port=sock.getsockname()[1],
             log_level=args.log_level,

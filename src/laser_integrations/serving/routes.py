@@ -38,17 +38,20 @@ def server_state(request: Request) -> ServerState:
 
 
 def json_body(request: Request) -> None:
-    """Refuse a body labelled as anything but JSON (415); no ``Content-Type`` at all is read as JSON."""
-    declared = request.headers.get("content-type")
-    if not declared:
-        return
+    """Refuse a body not labelled as JSON (415), instead of FastAPI's "Input should be a valid dictionary"."""
+    declared = request.headers.get("content-type", "")
     message = email.message.Message()
     message["content-type"] = declared
     subtype = message.get_content_subtype()
-    if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+    if (
+        not declared
+        or message.get_content_maintype() != "application"
+        or not (subtype == "json" or subtype.endswith("+json"))
+    ):
+        got = f"got Content-Type: {declared!r}" if declared else "it had none"
         raise APIError(
             415,
-            f"the request body must be JSON with Content-Type: application/json, got Content-Type: {declared!r}",
+            f"the request body must be JSON with the header Content-Type: application/json ({got})",
             code="unsupported_media_type",
         )
 
