@@ -34,8 +34,8 @@ import torch
 from results_file import write_section
 
 from laser_integrations.evaluation import load_beir
-from laser_integrations.evaluation.runner import model_name
 from laser_integrations.loading import load_model
+from laser_integrations.provenance import model_name
 from laser_integrations.rewrite import RationaleGenerator, explicit_query_embeddings
 
 TITLE = "## Latent vs rewrite latency (benchmarks/rewrite_latency.py)"

@@ -33,12 +33,14 @@ from typing import TYPE_CHECKING, Any
 from laser_integrations.backbone import cache_root
 from laser_integrations.evaluation.beir import BeirDataset, load_beir
 from laser_integrations.evaluation.report import format_table, plot, write_json
-from laser_integrations.evaluation.runner import EvaluationReport, Mode, model_name, not_laser_warning, run_modes
-from laser_integrations.evaluation.search import QdrantSearch
+from laser_integrations.evaluation.runner import EvaluationReport, Mode, not_laser_warning, run_modes
+from laser_integrations.evaluation.search import StoreSearch
+from laser_integrations.provenance import model_name, model_provenance
 
 if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
     from sentence_transformers import SentenceTransformer
+
+    from laser_integrations.stores import Store
 
 DEFAULT_LIMIT = 40
 """Questions answered by default. Measured on a 2-core CPU with SmolLM2: about 2.5 minutes for 40 once the
@@ -114,11 +116,10 @@ def run_demo(
     source = "the embedding model's own backbone (one copy in memory)" if shared else generator
     echo(f"loaded {model_name(embedder)} in {time.perf_counter() - start:.1f} s; rationales by {source}")
 
-    client, where = _connect(qdrant_url, qdrant_path, cache)
+    collection = collection_name(data, model_provenance(embedder).to_dict())
+    store, where = _open_store(qdrant_url, qdrant_path, cache, collection)
     try:
-        collection, index_seconds = index_demo_corpus(
-            client, embedder, data, show_progress_bar=show_progress_bar, echo=echo
-        )
+        index_seconds = index_demo_corpus(store, embedder, data, show_progress_bar=show_progress_bar, echo=echo)
         echo(
             f"answering: single (K=1), latent (K={num_thinking_steps}) and explicit rewrite "
             f"({max_new_tokens} new tokens), batches of {batch_size}; every query vector is searched against "
@@ -133,14 +134,14 @@ def run_demo(
             embedder,
             data.queries,
             data.qrels,
-            QdrantSearch(client, collection),
+            StoreSearch(store),
             modes,
             generator=rewriter,
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
         )
     finally:
-        client.close()
+        store.close()
 
     report = EvaluationReport(
         dataset=data.name,
@@ -176,42 +177,31 @@ def _show_and_write(report: EvaluationReport, output: Path, warning: str | None,
 
 
 def index_demo_corpus(
-    client: QdrantClient,
+    store: Store,
     model: SentenceTransformer,
     data: BeirDataset,
     *,
     batch_size: int = 16,
     show_progress_bar: bool = True,
     echo: Callable[[str], None] = print,
-) -> tuple[str, float | None]:
-    """Fill (or reuse) the demo's collection through :func:`laser_integrations.indexing.index_corpus`.
+) -> float | None:
+    """Fill (or reuse) the demo's store with one :func:`laser_integrations.indexing.index_corpus` call.
 
-    Returns the collection's name and the indexing time (``None`` when a complete index was reused).
+    Returns the indexing time (``None`` when a complete index was reused: nothing was embedded).
     """
     from laser_integrations.indexing import index_corpus
-    from laser_integrations.provenance import model_provenance
-    from laser_integrations.qdrant import ensure_collection
 
-    provenance = model_provenance(model)
-    name = collection_name(data, provenance.to_dict())
-    ensure_collection(client, name, provenance)
-    if client.count(name, exact=True).count == len(data.corpus):
-        steps = provenance.num_thinking_steps
-        echo(f"reusing the index in collection {name!r} ({len(data.corpus)} passages, K={steps})")
-        return name, None
     report = index_corpus(
-        model,
-        data.folder,
-        collection=name,
-        client=client,
-        batch_size=batch_size,
-        chunk_size=64,
-        show_progress_bar=show_progress_bar,
+        model, data.folder, store=store, batch_size=batch_size, chunk_size=64, show_progress_bar=show_progress_bar
     )
     if not report.ok:
         raise RuntimeError(report.summary())
-    echo(f"indexed {len(data.corpus)} passages into {name!r} in {report.wall_seconds:.1f} s")
-    return name, report.wall_seconds
+    if report.embedded == 0:
+        steps = model[0].num_thinking_steps
+        echo(f"reusing the index in {store.description} ({report.skipped_present} passages, K={steps})")
+        return None
+    echo(f"indexed {report.embedded} passages into {store.description} in {report.wall_seconds:.1f} s")
+    return report.wall_seconds
 
 
 def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
@@ -224,11 +214,14 @@ def collection_name(data: BeirDataset, provenance: dict[str, Any]) -> str:
     return f"laser-demo-{data.name}-{model}-k{provenance['num_thinking_steps']}-{digest}"
 
 
-def _connect(url: str | None, path: str | os.PathLike[str] | None, cache: Path) -> tuple[QdrantClient, str]:
-    from laser_integrations.qdrant import connect
+def _open_store(
+    url: str | None, path: str | os.PathLike[str] | None, cache: Path, collection: str
+) -> tuple[Store, str]:
+    """A Qdrant server's collection, else local mode on disk (``<cache>/qdrant``; a second run reuses it)."""
+    from laser_integrations.stores import open_store
 
     if url is not None:
-        return connect(url=url), f"server {url}"
+        return open_store("server", url=url, collection=collection), f"server {url}"
     folder = Path(path) if path is not None else cache / "qdrant"
     folder.mkdir(parents=True, exist_ok=True)
-    return connect(folder), f"local mode at {folder}"
+    return open_store("local", path=folder, collection=collection), f"local mode at {folder}"

@@ -233,7 +233,7 @@ def beir_task(dataset: BeirDataset, name: str = "LaSERLocalRetrieval", instructi
 
 def _mteb_model_name(model: SentenceTransformer) -> str:
     """``organization/name`` as mteb wants it: the Hub id, or ``local/<folder name>``."""
-    from laser_integrations.evaluation.runner import model_name
+    from laser_integrations.provenance import model_name
 
     name = model_name(model)
     if name.count("/") == 1 and not Path(name).exists():

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from laser_integrations.evaluation.metrics import DEFAULT_METRICS, evaluate_run
 from laser_integrations.evaluation.search import ExactSearch, Searcher
+from laser_integrations.provenance import model_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,12 +274,6 @@ def evaluate_dataset(
         search="exact (dot product over normalized vectors)",
         device=str(model.device),
     )
-
-
-def model_name(model: SentenceTransformer) -> str:
-    """The provenance name of a LaSER model (alias target, Hub id or path)."""
-    module = model[0]
-    return getattr(module, "base_model", None) or str(getattr(module.model.config, "name_or_path", "unknown"))
 
 
 NOT_LASER_WARNING = (

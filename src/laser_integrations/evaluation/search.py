@@ -1,7 +1,7 @@
 """Searchers: where the evaluation runner finds each query vector's best documents.
 
 A searcher has one method, ``search(vectors, top_k) -> [{doc_id: score}, ...]``. ``laser eval`` uses
-:class:`ExactSearch` (in memory), ``laser demo`` :class:`QdrantSearch` (a collection), through the same
+:class:`ExactSearch` (in memory), ``laser demo`` :class:`StoreSearch` (a store), through the same
 runner (:func:`~laser_integrations.evaluation.runner.run_modes`).
 """
 
@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
-    from qdrant_client import QdrantClient
 
-__all__ = ["ExactSearch", "QdrantSearch", "Searcher"]
+    from laser_integrations.stores import Store
+
+__all__ = ["ExactSearch", "Searcher", "StoreSearch"]
 
 
 class Searcher(Protocol):
@@ -54,20 +55,29 @@ class ExactSearch:
         return results
 
 
-class QdrantSearch:
-    """The runner's searcher over a Qdrant collection: one batched ``query_batch_points`` per query batch."""
+class StoreSearch:
+    """The runner's searcher over a :class:`~laser_integrations.stores.base.Store` (Edge, a Qdrant collection).
 
-    def __init__(self, client: QdrantClient, collection: str) -> None:
-        self.client = client
-        self.collection = collection
+    Results are keyed by the ``metadata.doc_id`` that ``laser index`` stores in each payload.
+
+    Example:
+        >>> import numpy as np
+        >>> from laser_integrations.provenance import EmbeddingProvenance
+        >>> from laser_integrations.stores import open_store
+        >>> store = open_store("local")                                     # in memory
+        >>> _ = store.ensure(EmbeddingProvenance("m", 1, "", 2, "plain"))
+        >>> ids = ["00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"]
+        >>> payloads = [{"metadata": {"doc_id": "a"}}, {"metadata": {"doc_id": "b"}}]
+        >>> store.upsert(ids, np.array([[1.0, 0.0], [0.0, 1.0]]), payloads)
+        >>> StoreSearch(store).search(np.array([[0.0, 1.0]]), top_k=1)
+        [{'b': 1.0}]
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def search(self, vectors: np.ndarray, top_k: int) -> list[dict[str, float]]:
-        from qdrant_client import models
-
-        requests = [
-            models.QueryRequest(query=vector.tolist(), limit=top_k, with_payload=["metadata"]) for vector in vectors
-        ]
-        responses = self.client.query_batch_points(self.collection, requests=requests)
         return [
-            {point.payload["metadata"]["doc_id"]: point.score for point in response.points} for response in responses
+            {hit.payload["metadata"]["doc_id"]: hit.score for hit in self.store.search(vector, limit=top_k)}
+            for vector in vectors
         ]

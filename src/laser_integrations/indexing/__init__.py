@@ -1,21 +1,26 @@
-"""``laser index``: embed a corpus of millions into Qdrant, resumably, on one process, several devices or Ray.
+"""``laser index``: embed a corpus of millions into a store, resumably, on one process, several devices or Ray.
 
 >>> from laser_integrations import load_model                                          # doctest: +SKIP
 >>> from laser_integrations.indexing import index_corpus
->>> report = index_corpus(load_model("laser-qwen3"), "corpus.jsonl", collection="docs")  # doctest: +SKIP
->>> print(report.summary())                                                            # doctest: +SKIP
+>>> from laser_integrations.stores import open_store
+>>> with open_store("edge", path="./laser-index") as store:                            # doctest: +SKIP
+...     print(index_corpus(load_model("laser-qwen3"), "corpus.jsonl", store=store).summary())
 
-Engines: ``"local"`` (one process), ``"pool"`` (:class:`PoolEngine`, one process per device) and ``"ray"``
-(:class:`RayEngine`, Ray Data; needs ``pip install 'laser-integrations[ray]'``, imported only when used).
+Engines (one contract, :class:`Engine`): ``"local"`` (one process), ``"pool"`` (:class:`PoolEngine`, one
+process per device) and ``"ray"`` (:class:`RayEngine`, Ray actors; needs ``pip install
+'laser-integrations[ray]'``, imported only when used).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from laser_integrations.indexing.engines import LocalEngine, PoolEngine
-from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, IndexReport, index_corpus
+from laser_integrations.indexing.duplicates import ON_DUPLICATE, DuplicateIdError
+from laser_integrations.indexing.engines import Embedded, Engine, LocalEngine, PoolEngine, engine_named
+from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, CapacityWarning, index_corpus
+from laser_integrations.indexing.report import IndexReport
 from laser_integrations.indexing.sources import (
+    MAX_PAYLOAD_CHARS,
     BadRow,
     BadRowError,
     Document,
@@ -32,9 +37,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_QDRANT_PATH",
+    "MAX_PAYLOAD_CHARS",
+    "ON_DUPLICATE",
     "BadRow",
     "BadRowError",
+    "CapacityWarning",
     "Document",
+    "DuplicateIdError",
+    "Embedded",
+    "Engine",
     "Fields",
     "IndexReport",
     "LocalEngine",
@@ -45,6 +56,7 @@ __all__ = [
     "WriteOutcome",
     "document_point_id",
     "documents",
+    "engine_named",
     "index_corpus",
     "open_source",
     "stored_ids",

@@ -1,28 +1,98 @@
-"""How the documents of one chunk become vectors: in this process, or in a sentence-transformers pool.
+"""The one engine contract of ``laser index``: where the documents of a chunk become vectors.
 
-Both engines call ``encode_document`` (documents side: no instruction, the model's K), which sorts a
-chunk by length before batching. The Ray engine (:mod:`laser_integrations.indexing.ray_engine`) runs
-the same call inside Ray actors.
+An engine embeds; it never touches the store. :func:`~laser_integrations.indexing.job.index_corpus` owns
+the rest once, whatever the engine: provenance (``store.ensure``), resume (``store.present``), duplicates,
+the writes (one writer: the calling process) and the report. Three engines implement :class:`Engine`:
+
+- :class:`LocalEngine`: this process, sentence-transformers batching on the model's device;
+- :class:`PoolEngine`: sentence-transformers' multi-process pool, one process per device;
+- :class:`~laser_integrations.indexing.ray_engine.RayEngine`: Ray actors, on a local Ray or a cluster.
+
+Each embeds with ``encode_document`` (documents side: no instruction, the model's K) through
+:func:`embed_texts`, which also counts each text's tokens: ``0`` means it tokenizes to nothing (not
+embedded), more than ``max_seq_length`` means the model read only its start.
 
 Example:
-    >>> engine = PoolEngine(["cuda:0", "cuda:1"])                    # doctest: +SKIP
-    >>> index_corpus(model, "corpus.jsonl", collection="docs", engine=engine)  # doctest: +SKIP
+    >>> engine = engine_named("pool", ["cuda:0", "cuda:1"])                  # doctest: +SKIP
+    >>> index_corpus(model, "corpus.jsonl", store=store, engine=engine)       # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from laser_integrations.provenance import EmbeddingProvenance, model_provenance
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["LocalEngine", "PoolEngine", "encode_documents", "tokenless_rows"]
+__all__ = [
+    "CHARS_PER_TOKEN_BOUND",
+    "Embedded",
+    "Engine",
+    "LocalEngine",
+    "PoolEngine",
+    "embed_texts",
+    "encode_documents",
+    "engine_named",
+    "load",
+    "token_counts",
+]
+
+CHARS_PER_TOKEN_BOUND = 32
+"""Token counting reads at most ``max_seq_length * 32`` characters of a text, so a 5 MB row costs no more to
+count than a long one; a text cut there is counted as truncated (no tokenizer averages 32 characters a token
+over a whole window)."""
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What an engine returns for a chunk of texts."""
+
+    vectors: np.ndarray
+    """float32 ``(texts with tokens, dim)``, in the texts' order; a text that tokenizes to nothing has no row."""
+    tokens: np.ndarray
+    """Tokens of each text as the model formats documents (``0``: nothing to embed); above the model's
+    ``max_seq_length`` the model read only the first ``max_seq_length``."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What :func:`~laser_integrations.indexing.job.index_corpus` needs from an engine."""
+
+    name: str
+
+    def start(
+        self, model: Any, *, batch_size: int, load_options: Mapping[str, Any] | None = None
+    ) -> EmbeddingProvenance:
+        """Load (or ship) the model and return the provenance of the vectors it makes; no write happens here.
+
+        ``model`` is a LaSER ``SentenceTransformer`` or a spec :func:`~laser_integrations.load_model` takes with
+        ``load_options``.
+        """
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        """Document vectors of ``texts`` and their token counts."""
+        ...
+
+    def close(self) -> None:
+        """Stop what :meth:`start` started (processes, actors); idempotent."""
+        ...
+
+
+def load(model: Any, load_options: Mapping[str, Any] | None) -> SentenceTransformer:
+    """``model`` itself, or the spec loaded with ``load_options`` (``None`` values dropped)."""
+    from laser_integrations.embedder import resolve_model
+
+    options = {key: value for key, value in (load_options or {}).items() if value is not None}
+    return resolve_model(model, **options)
 
 
 def encode_documents(
@@ -39,16 +109,32 @@ def encode_documents(
     return np.asarray(np.stack(vectors) if isinstance(vectors, list) else vectors, dtype=np.float32)
 
 
-def tokenless_rows(model: SentenceTransformer, texts: Sequence[str]) -> list[int]:
-    """Indexes of ``texts`` that tokenize to nothing once formatted as the model formats documents."""
+def token_counts(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
+    """Tokens of each text formatted as the model formats documents, up to ``max_seq_length + 1``.
+
+    Reads at most :data:`CHARS_PER_TOKEN_BOUND` characters a token of each text; a longer text counts as
+    ``max_seq_length + 1`` (truncated).
+    """
     module = model[0]
+    limit = module.max_seq_length
     prompt = model.prompts.get("document") or ""
-    empty = []
-    for index, text in enumerate(texts):
-        ids = module.tokenizer(module.format_text(prompt + text), truncation=True, max_length=module.max_seq_length)
-        if not ids["input_ids"]:
-            empty.append(index)
-    return empty
+    cut = limit * CHARS_PER_TOKEN_BOUND
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    formatted = [module.format_text(prompt + text[:cut]) for text in texts]
+    ids = module.tokenizer(formatted, truncation=True, max_length=limit + 1)["input_ids"]
+    counts = np.array([len(row) for row in ids], dtype=np.int64)
+    counts[[len(text) > cut for text in texts]] = limit + 1
+    return counts
+
+
+def embed_texts(
+    model: SentenceTransformer, texts: Sequence[str], *, batch_size: int, pool: dict[str, Any] | None = None
+) -> Embedded:
+    """Count the tokens of ``texts``, then embed those that have any (what every engine runs)."""
+    tokens = token_counts(model, texts)
+    kept = [text for text, count in zip(texts, tokens, strict=True) if count > 0]
+    return Embedded(encode_documents(model, kept, batch_size=batch_size, pool=pool), tokens)
 
 
 @dataclass
@@ -57,11 +143,14 @@ class LocalEngine:
 
     name: str = field(default="local", init=False)
 
-    def start(self, model: SentenceTransformer, batch_size: int) -> None:
-        self.model, self.batch_size = model, batch_size
+    def start(
+        self, model: Any, *, batch_size: int, load_options: Mapping[str, Any] | None = None
+    ) -> EmbeddingProvenance:
+        self.model, self.batch_size = load(model, load_options), batch_size
+        return model_provenance(self.model)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return encode_documents(self.model, texts, batch_size=self.batch_size)
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        return embed_texts(self.model, texts, batch_size=self.batch_size)
 
     def close(self) -> None:
         pass
@@ -70,6 +159,8 @@ class LocalEngine:
 @dataclass
 class PoolEngine:
     """Several devices on one machine: sentence-transformers' multi-process pool, one process per device.
+
+    The processes start on the first chunk with work, so a rerun with nothing new starts none.
 
     Args:
         devices: e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``.
@@ -87,11 +178,13 @@ class PoolEngine:
             raise ValueError("the pool engine needs at least one device, e.g. devices=['cuda:0', 'cuda:1']")
         self.pool: dict[str, Any] | None = None
 
-    def start(self, model: SentenceTransformer, batch_size: int) -> None:
-        self.model, self.batch_size = model, batch_size
+    def start(
+        self, model: Any, *, batch_size: int, load_options: Mapping[str, Any] | None = None
+    ) -> EmbeddingProvenance:
+        self.model, self.batch_size = load(model, load_options), batch_size
+        return model_provenance(self.model)
 
     def _start_pool(self) -> dict[str, Any]:
-        """Start the processes on the first chunk with work, so a rerun with nothing new starts none."""
         model = self.model
         cpu_processes = sum(device.startswith("cpu") for device in self.devices)
         threads = self.threads_per_cpu_process or max(1, (os.cpu_count() or 1) // max(cpu_processes, 1))
@@ -109,13 +202,43 @@ class PoolEngine:
                     os.environ[name] = value
         return self.pool
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> Embedded:
         if not texts:
-            return encode_documents(self.model, texts, batch_size=self.batch_size)
+            return embed_texts(self.model, texts, batch_size=self.batch_size)
         pool = self.pool if self.pool is not None else self._start_pool()
-        return encode_documents(self.model, texts, batch_size=self.batch_size, pool=pool)
+        return embed_texts(self.model, texts, batch_size=self.batch_size, pool=pool)
 
     def close(self) -> None:
         if self.pool is not None:
             self.model.stop_multi_process_pool(self.pool)
             self.pool = None
+
+
+def engine_named(name: str, devices: Sequence[str] | None = None) -> Engine:
+    """The engine ``"local"``, ``"pool"`` (on ``devices``; default: every CUDA device) or ``"ray"`` (defaults).
+
+    Example:
+        >>> engine_named("pool", ["cpu", "cpu"]).devices
+        ['cpu', 'cpu']
+    """
+    if name == "local":
+        if devices:
+            raise ValueError("devices= needs engine='pool' (one process per device)")
+        return LocalEngine()
+    if name == "pool":
+        return PoolEngine(list(devices) if devices else _cuda_devices())
+    if name == "ray":
+        if devices:
+            raise ValueError("the Ray engine places its actors itself: pass num_gpus/concurrency to RayEngine")
+        from laser_integrations.indexing.ray_engine import RayEngine
+
+        return RayEngine()
+    raise ValueError(f"unknown engine {name!r}; choose local, pool or ray")
+
+
+def _cuda_devices() -> list[str]:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    raise ValueError("the pool engine needs devices (no CUDA device here), e.g. devices=['cpu', 'cpu']")

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import math
 import os
@@ -40,6 +39,7 @@ __all__ = [
     "BadRow",
     "BadRowError",
     "Document",
+    "MAX_PAYLOAD_CHARS",
     "Fields",
     "Shard",
     "Source",
@@ -54,7 +54,12 @@ AUTO = "auto"
 DOC_ID_NAMESPACE = uuid.UUID("0b8f4f8e-55c2-5d55-9a43-3c2f0b9b7e11")
 """uuid5 namespace of point ids made from document ids (content ids: :func:`laser_integrations.qdrant.content_id`)."""
 
-RESERVED_METADATA = ("doc_id", "title")
+RESERVED_METADATA = ("doc_id", "title", "page_content_chars")
+MAX_PAYLOAD_CHARS = 65_536
+"""Default cap on the text stored in a point's ``page_content`` (``--max-payload-chars``; ``None``: no cap). The
+model reads only ``max_seq_length`` tokens of a document (about 2,000 characters at 512), so a 5 MB row would
+otherwise put 5 MB into the store for nothing. A cut payload records the full length as
+``metadata.page_content_chars``."""
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ROW_GROUPS_PER_SHARD = 8
@@ -114,9 +119,20 @@ class Document:
     where: str
     """``file:line`` (JSONL) or ``file:row N`` (Parquet, Arrow), for messages."""
 
-    def payload(self) -> dict[str, Any]:
-        """The point payload in LangChain's layout (``langchain_qdrant.QdrantVectorStore`` reads it)."""
-        return {"page_content": self.text, "metadata": self.metadata}
+    def payload(self, max_chars: int | None = MAX_PAYLOAD_CHARS) -> dict[str, Any]:
+        """The point payload in LangChain's layout (``langchain_qdrant.QdrantVectorStore`` reads it).
+
+        ``page_content`` is cut at ``max_chars`` characters (``None``: kept whole); a cut one records the full
+        length as ``metadata.page_content_chars``.
+
+        Example:
+            >>> Document("p", "d", "abcdef", {"doc_id": "d", "title": ""}, "c.jsonl:1").payload(max_chars=4)
+            {'page_content': 'abcd', 'metadata': {'doc_id': 'd', 'title': '', 'page_content_chars': 6}}
+        """
+        if max_chars is None or len(self.text) <= max_chars:
+            return {"page_content": self.text, "metadata": self.metadata}
+        metadata = {**self.metadata, "page_content_chars": len(self.text)}
+        return {"page_content": self.text[:max_chars], "metadata": metadata}
 
 
 @dataclass(frozen=True)
@@ -374,18 +390,18 @@ def _records(shard: Shard, fields: Fields) -> Iterator[tuple[str, Any]]:
 
 
 def _jsonl_records(path: str) -> Iterator[tuple[str, Any]]:
+    """Each line decoded on its own: a bad byte spoils only its line, and line numbers stay exact."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf8", errors="strict") as handle:
-        number = 0
-        while True:
-            number += 1
+    offset = 0
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
             try:
-                line = handle.readline()
+                line = raw.decode("utf8")
             except UnicodeDecodeError as error:
-                yield f"{path}:{number}", _Unparsable(f"not valid UTF-8 ({error.reason})")
-                return
-            if not line:
-                return
+                problem = f"not valid UTF-8 at byte {start + error.start} of the file ({error.reason})"
+                yield f"{path}:{number}", _Unparsable(problem)
+                continue
             if not line.strip():
                 continue
             try:

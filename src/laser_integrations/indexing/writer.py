@@ -1,28 +1,32 @@
-"""The one place ``laser index`` talks to Qdrant: which ids are stored, and the write with bounded retries.
+"""The one place ``laser index`` talks to a store: which ids are stored, and the write with bounded retries.
 
-Every engine calls these two functions: the local and pool engines from the one process that owns the
-client, the Ray engine from its workers (a Qdrant server) or from the driver (embedded Qdrant). So the
-only difference between a laptop and a cluster is the client passed in.
+Both go through the :class:`~laser_integrations.stores.base.Store` seam, from the job's one writer process.
+A write that fails after every retry is followed by a question to the store (which of those ids landed?),
+so the counts agree with a fresh count of the store; when that question fails too, the ids are reported
+as unsure instead of guessed.
 
 Example:
-    >>> from qdrant_client import models
-    >>> from laser_integrations.qdrant import connect
-    >>> client = connect()
-    >>> client.create_collection("docs", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
-    True
-    >>> point = models.PointStruct(id="6f1c7c52-3a8e-5e0b-9d1e-1a5e2c0f4b7d", vector=[1.0, 0.0], payload={})
-    >>> write_points(client, "docs", [point]).written
+    >>> from laser_integrations.provenance import EmbeddingProvenance
+    >>> from laser_integrations.stores import open_store
+    >>> store = open_store("local", collection="docs")                               # in memory
+    >>> _ = store.ensure(EmbeddingProvenance("m", 1, "", 2, "plain"))
+    >>> ids = ["6f1c7c52-3a8e-5e0b-9d1e-1a5e2c0f4b7d"]
+    >>> write_points(store, ids, np.array([[1.0, 0.0]]), [{}]).written
     1
-    >>> stored_ids(client, "docs", ["6f1c7c52-3a8e-5e0b-9d1e-1a5e2c0f4b7d"])
+    >>> stored_ids(store, ids)
     {'6f1c7c52-3a8e-5e0b-9d1e-1a5e2c0f4b7d'}
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
+
+from laser_integrations.stores.base import Store
 
 __all__ = ["RetryPolicy", "WriteOutcome", "stored_ids", "write_points"]
 
@@ -31,7 +35,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a Qdrant call is retried: ``attempts`` tries, sleeping ``backoff * 2**i``."""
+    """How often and how patiently a store call is retried: ``attempts`` tries, sleeping ``backoff * 2**i``."""
 
     attempts: int = 4
     backoff: float = 0.5
@@ -50,10 +54,14 @@ class RetryPolicy:
 
 @dataclass
 class WriteOutcome:
-    """What one :func:`write_points` call achieved."""
+    """What one :func:`write_points` call achieved; ``written + len(failed_ids) + len(unsure_ids)`` points."""
 
     written: int = 0
+    """Points the store acknowledged, or confirmed present after a failed write."""
     failed_ids: list[str] = field(default_factory=list)
+    """Points the store confirmed absent after every retry."""
+    unsure_ids: list[str] = field(default_factory=list)
+    """Points of a failed write whose presence the store could not be asked about."""
     error: str | None = None
     """The last error of a batch that did not land, as ``Type: message``."""
 
@@ -70,55 +78,54 @@ def call_with_retries(call: Callable[[], T], policy: RetryPolicy, sleep: Callabl
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def stored_ids(client: Any, collection: str, ids: Sequence[str], policy: RetryPolicy | None = None) -> set[str]:
-    """Which of ``ids`` the collection already holds (one ``retrieve`` without payloads or vectors, retried).
+def stored_ids(store: Store, ids: Sequence[str], policy: RetryPolicy | None = None) -> set[str]:
+    """Which of ``ids`` the store holds (retried).
 
     Raises:
-        Exception: Qdrant's error, once the retries are spent (nothing was embedded for these ids yet).
+        Exception: The store's error, once the retries are spent.
     """
     if not ids:
         return set()
-    records = call_with_retries(
-        lambda: client.retrieve(collection, ids=list(ids), with_payload=False, with_vectors=False),
-        policy or RetryPolicy(),
-    )
-    return {str(record.id) for record in records}
+    return call_with_retries(lambda: store.present(list(ids)), policy or RetryPolicy())
 
 
 def write_points(
-    client: Any,
-    collection: str,
-    points: Sequence[Any],
+    store: Store,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    payloads: Sequence[Mapping[str, Any]],
     *,
     batch_size: int = 64,
     policy: RetryPolicy | None = None,
 ) -> WriteOutcome:
-    """Upsert ``points`` in batches of ``batch_size``, each retried; report what did not land instead of raising.
+    """Upsert in batches of ``batch_size``, each retried; report what did not land instead of raising.
 
-    ``wait=True``: when a batch returns, its points are stored, so a crash right after loses nothing. Point
-    ids are deterministic, so a retried or repeated batch overwrites itself and never duplicates.
-
-    Args:
-        client: A ``QdrantClient`` (or anything with its ``upsert``).
-        collection: The collection (checked by ``ensure_collection`` before the first write).
-        points: ``qdrant_client.models.PointStruct`` objects.
-        batch_size: Points per request (keeps requests far below Qdrant's 32 MB limit for 4096-d vectors).
-        policy: Attempts and back-off per batch (default: 4 tries, 0.5 s doubling).
-
-    Example:
-        >>> outcome = write_points(client, "docs", points)       # doctest: +SKIP
-        >>> outcome.written, outcome.failed_ids                   # doctest: +SKIP
-        (64, [])
+    An acknowledged batch is stored (a crash right after loses nothing). Point ids are deterministic, so a
+    retried batch overwrites itself and never duplicates. After a batch fails every retry, the store is
+    asked which of its ids landed anyway (a partial write), so ``written`` counts exactly what is stored.
     """
     policy = policy or RetryPolicy()
     outcome = WriteOutcome()
-    for start in range(0, len(points), batch_size):
-        batch = list(points[start : start + batch_size])
+    for start in range(0, len(ids), batch_size):
+        batch = list(ids[start : start + batch_size])
+        rows = vectors[start : start + batch_size]
+        bodies = list(payloads[start : start + batch_size])
         try:
-            call_with_retries(lambda batch=batch: client.upsert(collection, points=batch, wait=True), policy)
+            call_with_retries(lambda batch=batch, rows=rows, bodies=bodies: store.upsert(batch, rows, bodies), policy)
         except Exception as error:
-            outcome.failed_ids.extend(str(point.id) for point in batch)
             outcome.error = f"{type(error).__name__}: {error}"
+            _settle(store, batch, outcome, policy)
         else:
             outcome.written += len(batch)
     return outcome
+
+
+def _settle(store: Store, batch: list[str], outcome: WriteOutcome, policy: RetryPolicy) -> None:
+    """Split a failed batch into what the store holds anyway and what it does not (or cannot say)."""
+    try:
+        landed = stored_ids(store, batch, policy)
+    except Exception:
+        outcome.unsure_ids.extend(batch)
+        return
+    outcome.written += len(landed)
+    outcome.failed_ids.extend(point_id for point_id in batch if point_id not in landed)
