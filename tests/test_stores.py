@@ -264,10 +264,32 @@ def test_an_hnsw_index_is_opt_in_and_searched_after_reopening_with_hnsw_ef(tmp_p
     with EdgeStore(tmp_path / "shard") as store:
         store.ensure(EmbeddingProvenance("m", 3, "", 32, "plain"))
         store.upsert(ids, vectors, [{}] * 3_000)
-        assert store.build_index(hnsw_ef=256)
+        store.build_index(hnsw_ef=256)
         assert store.search(vectors[5], limit=1)[0].id == ids[5]
+        assert store.present(ids[:3]) == set(ids[:3])  # the folder is this process's again
     with EdgeStore(tmp_path / "shard", hnsw_ef=256) as store:
         found = [{hit.id for hit in store.search(vectors[i])} for i in range(0, 3_000, 150)]
         exact = [{ids[j] for j in brute_force_top(vectors, vectors[i], 10)} for i in range(0, 3_000, 150)]
         assert np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)]) >= 0.9
         assert store.count() == 3_000
+
+
+async def test_an_hnsw_index_builds_off_the_event_loop(tmp_path):
+    import asyncio
+
+    with EdgeStore(tmp_path / "shard") as store:
+        store.ensure(EmbeddingProvenance("m", 3, "", 32, "plain"))
+        store.upsert(point_ids(2_000), unit_vectors(2_000, 32), [{}] * 2_000)
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await store.abuild_index()
+        ticker.cancel()
+        assert ticks >= 5  # the loop ran while the graph was built
+        assert store.search(unit_vectors(2_000, 32)[7], limit=1)[0].id == point_ids(2_000)[7]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -209,29 +210,32 @@ class EdgeStore:
             self._shard.flush()
         self._unflushed = 0
 
-    def build_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> bool:
+    def build_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> None:
         """Build an HNSW graph over the stored points and search through it from now on (opt-in).
 
-        Slow (minutes for 100k 1024-dim points on 2 cores) and it holds the GIL: from async code run it
-        off the event loop, ``await asyncio.to_thread(store.build_index)``. The graph stays in the folder;
-        reopen with ``EdgeStore(path, hnsw_ef=...)`` to search through it again. Its recall on random
-        1024-dim vectors is low (see the README's store table): measure it on your vectors before relying
-        on it. Returns whether anything was built.
+        Slow (minutes for 100k 1024-dim points on 2 cores), and Edge's ``optimize()`` holds the GIL, so it
+        runs in a child process while this one waits (use :meth:`abuild_index` from async code). The graph
+        stays in the folder: reopen with ``EdgeStore(path, hnsw_ef=...)`` to search through it again. Its
+        recall on random 1024-dim vectors is low (see the README's store table): measure it on your vectors.
         """
-        shard = self._open()
-        self.flush()
-        shard.close()
-        config = edge.EdgeConfig(
-            vectors=edge.EdgeVectorParams(size=self._require_dimension(), distance=edge.Distance.Cosine),
-            hnsw_config=edge.HnswIndexConfig(
-                m=positive_int("m", m), ef_construct=positive_int("ef_construct", ef_construct), full_scan_threshold=1
-            ),
-            optimizers=edge.EdgeOptimizersConfig(indexing_threshold=1),
-        )
-        self._shard = edge.EdgeShard.load(str(self._path), config)
-        built = self._shard.optimize()
-        self._hnsw_ef = positive_int("hnsw_ef", hnsw_ef)
-        return built
+        command = self._hand_over_for_index(m, ef_construct)
+        try:
+            child = subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            self._take_back()
+        self._finish_index(child.returncode, child.stderr, hnsw_ef)
+
+    async def abuild_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> None:
+        """:meth:`build_index` without blocking the event loop (do not use the store until it returns)."""
+        import asyncio
+
+        command = self._hand_over_for_index(m, ef_construct)
+        try:
+            child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, stderr = await child.communicate()
+        finally:
+            self._take_back()
+        self._finish_index(child.returncode, stderr.decode(errors="replace"), hnsw_ef)
 
     def close(self) -> None:
         """Flush, close the shard and release the folder; idempotent."""
@@ -253,6 +257,23 @@ class EdgeStore:
         return f"EdgeStore({str(self._path)!r})"
 
     # -- internals -----------------------------------------------------------------------------------------
+
+    def _hand_over_for_index(self, m: int, ef_construct: int) -> list[str]:
+        from laser_integrations.stores.edge_index import build_hnsw_command
+
+        self._open()
+        command = build_hnsw_command(str(self._path), self._require_dimension(), m, ef_construct)
+        self.close()
+        return command
+
+    def _take_back(self) -> None:
+        self._lock = FolderLock.acquire(self._path, "Edge folder")
+        self._shard = self._load()
+
+    def _finish_index(self, returncode: int | None, stderr: str, hnsw_ef: int) -> None:
+        if returncode != 0:
+            raise RuntimeError(f"building the HNSW index of {self.description} failed: {stderr.strip()[-2000:]}")
+        self._hnsw_ef = positive_int("hnsw_ef", hnsw_ef)
 
     def _load(self) -> edge.EdgeShard:
         try:
