@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import sys
 
+import numpy as np
 import pytest
 from llama_index.core import Settings
 
@@ -46,13 +47,36 @@ def test_serializes_its_settings_and_rebuilds_from_them(tiny_dirs):
     assert rebuilt.get_query_embedding("sort") == embedding.get_query_embedding("sort")
 
 
-def test_settings_embed_model_accepts_it(tiny_model):
+def test_settings_embed_model_drives_an_index_built_and_queried_through_it(tiny_model):
+    """Set as ``Settings.embed_model``, it embeds the nodes of a ``VectorStoreIndex`` on the document side and
+    the retriever's query on the query side: the ranking is the model's own."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.schema import QueryBundle, TextNode
+
+    texts = ["Rayleigh scattering turns the sky blue.", "Python sorts lists with timsort.", "Plants store sugar."]
+    question = "why is the sky blue"
     previous = Settings._embed_model
     try:
         Settings.embed_model = LaSEREmbedding(tiny_model, num_thinking_steps=3)
-        assert isinstance(Settings.embed_model, LaSEREmbedding)
+        index = VectorStoreIndex([TextNode(text=text, id_=f"n{i}") for i, text in enumerate(texts)])
+        bundle = QueryBundle(question)
+        hits = index.as_retriever(similarity_top_k=len(texts)).retrieve(bundle)
     finally:
         Settings._embed_model = previous
+
+    query = tiny_model.encode_query([question], num_thinking_steps=3)[0]
+    documents = tiny_model.encode_document(texts, num_thinking_steps=3)
+    scores = documents @ query
+    assert _cosine(bundle.embedding, query) >= 0.99999
+    assert [hit.node.get_content() for hit in hits] == [texts[i] for i in np.argsort(-scores)]
+    assert [hit.score for hit in hits] == pytest.approx(sorted(scores, reverse=True), abs=1e-5)
+    for i, text in enumerate(texts):
+        assert _cosine(index.vector_store.get(f"n{i}"), documents[i]) >= 0.99999, text
+
+
+def _cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 def test_queries_use_the_query_side_and_texts_the_document_side(tiny_model):

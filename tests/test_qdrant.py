@@ -11,9 +11,10 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.vector_stores.qdrant import QdrantVectorStore as LlamaQdrant
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from laser_integrations.embedder import EmbeddingProvenance
+from laser_integrations.embedder import EmbeddingProvenance, EncodeOptions, LocalEncoder
 from laser_integrations.langchain import LaSEREmbeddings
 from laser_integrations.llama_index import LaSEREmbedding
+from laser_integrations.provenance import model_provenance
 from laser_integrations.qdrant import (
     PROVENANCE_KEY,
     ProvenanceMismatchError,
@@ -26,6 +27,7 @@ from laser_integrations.qdrant import (
     node_id_from_content,
     stored_provenance,
 )
+from laser_integrations.serving.client import RemoteEncoder
 
 TEXTS = [
     "Rayleigh scattering makes the daytime sky blue.",
@@ -266,6 +268,19 @@ def test_named_vectors_are_supported():
 def test_only_laser_embeddings_have_a_provenance():
     with pytest.raises(TypeError, match="only LaSER embeddings know their provenance"):
         ensure_collection(connect(), "docs", object())
+
+
+def test_an_encoder_local_or_remote_records_its_default_provenance(tiny_model, monkeypatch):
+    local = LocalEncoder(tiny_model)
+    remote = RemoteEncoder("http://127.0.0.1:9")  # never reached: its /info is answered below
+    info = {"laser": {**model_provenance(tiny_model).to_dict(), "served_model_name": "tiny"}}
+    monkeypatch.setattr(remote, "_request", lambda method, path, body=None: info)
+    client = connect()
+
+    assert ensure_collection(client, "docs", local) == model_provenance(tiny_model)
+    assert ensure_collection(client, "docs", remote) == model_provenance(tiny_model)
+    with pytest.raises(ProvenanceMismatchError, match="num_thinking_steps"):
+        ensure_collection(client, "docs", remote.provenance(EncodeOptions(num_thinking_steps=7)))
 
 
 def test_connect_takes_one_place():

@@ -7,11 +7,14 @@ import socket
 
 import pytest
 
-from laser_integrations.embedder import EncodeOptions
+from laser_integrations.embedder import EncodeOptions, LocalEncoder
+from laser_integrations.encoder import Encoder, is_encoder
+from laser_integrations.formatting import query_prompt
 from laser_integrations.langchain import LaSEREmbeddings
 from laser_integrations.llama_index import LaSEREmbedding
+from laser_integrations.provenance import model_name, model_provenance
 from laser_integrations.serving.app import ServeSettings, create_app
-from laser_integrations.serving.client import RemoteEncoder
+from laser_integrations.serving.client import RemoteEncoder, RemoteError, as_encoder
 from serving_support import API_KEY, ThreadedServer, assert_same_vectors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -117,3 +120,84 @@ def test_remote_mode_refuses_local_model_options(server, tiny_model):
         LaSEREmbeddings(endpoint=server.url, device="cpu")
     with pytest.raises(ValueError, match="endpoint"):
         LaSEREmbedding(tiny_model, endpoint=server.url)
+
+
+# -- one Encoder protocol: the local model and the endpoint are used the same way -------------------------
+
+
+@pytest.fixture(params=["local", "remote"])
+def encoder(request, server, tiny_model):
+    made = LocalEncoder(tiny_model) if request.param == "local" else RemoteEncoder(server.url, api_key=API_KEY)
+    yield made
+    made.close()
+
+
+def test_both_encoders_implement_the_protocol_and_give_the_models_vectors(encoder, tiny_model):
+    options = EncodeOptions(num_thinking_steps=2, instruction="find the answer", batch_size=2)
+    prompt = query_prompt("find the answer")
+    queries = tiny_model.encode_query(QUERIES, prompt=prompt, num_thinking_steps=2)
+    documents = tiny_model.encode_document(DOCUMENTS, num_thinking_steps=2)
+
+    assert isinstance(encoder, Encoder) and is_encoder(encoder)
+    assert encoder.dimension == tiny_model.get_embedding_dimension()
+    assert encoder.model_id == model_name(tiny_model)
+    assert (
+        encoder.provenance(options).differences(
+            model_provenance(tiny_model, num_thinking_steps=2, instruction="find the answer")
+        )
+        == {}
+    )
+    assert_same_vectors([encoder.embed_query(QUERIES[0], options)], queries[:1])
+    assert_same_vectors(encoder.embed_queries(QUERIES, options), queries)
+    assert_same_vectors([encoder.embed_document(DOCUMENTS[0], options)], documents[:1])
+    assert_same_vectors(encoder.embed_documents(DOCUMENTS, options), documents)
+    assert_same_vectors([asyncio.run(encoder.aembed_query(QUERIES[0], options))], queries[:1])
+    assert_same_vectors(asyncio.run(encoder.aembed_queries(QUERIES, options)), queries)
+    assert_same_vectors([asyncio.run(encoder.aembed_document(DOCUMENTS[0], options))], documents[:1])
+    assert_same_vectors(asyncio.run(encoder.aembed_documents(DOCUMENTS, options)), documents)
+    encoder.close()
+    assert_same_vectors(encoder.embed_documents(DOCUMENTS[:1], options), documents[:1])  # usable after close
+
+
+def test_both_adapters_take_a_ready_encoder_and_share_it(encoder, tiny_model):
+    langchain, llama_index = LaSEREmbeddings(encoder, num_thinking_steps=2), LaSEREmbedding(encoder)
+
+    assert langchain.encoder is llama_index.encoder is encoder
+    assert langchain.model_name == llama_index.model_name == model_name(tiny_model)
+    assert (langchain.client is tiny_model) == isinstance(encoder, LocalEncoder)
+    assert langchain.provenance.num_thinking_steps == 2
+    assert_same_vectors(
+        [langchain.embed_query(QUERIES[0])], tiny_model.encode_query(QUERIES[:1], num_thinking_steps=2)
+    )
+    assert_same_vectors(llama_index.get_text_embedding_batch(DOCUMENTS), tiny_model.encode_document(DOCUMENTS))
+    with pytest.raises(ValueError, match="only apply when loading"):
+        LaSEREmbedding(encoder, device="cpu")
+
+
+def test_as_encoder_turns_what_an_adapter_is_given_into_an_encoder(server, tiny_model, tiny_dirs):
+    ready = LocalEncoder(tiny_model)
+    remote = as_encoder("tiny", endpoint=server.url, api_key=API_KEY)
+
+    assert as_encoder(ready) is ready
+    assert as_encoder(tiny_model).model is tiny_model
+    assert as_encoder(str(tiny_dirs["qwen3"]), device="cpu").dimension == ready.dimension
+    assert isinstance(remote, RemoteEncoder) and (remote.model, remote.model_id) == ("tiny", ready.model_id)
+    assert as_encoder(endpoint=server.url).model is None  # the server's one model
+    with pytest.raises(ValueError, match="endpoint"):
+        as_encoder(tiny_model, endpoint=server.url)
+    with pytest.raises(ValueError, match="endpoint"):
+        as_encoder("tiny", endpoint=server.url, load_options={"dtype": "bf16"})
+    with pytest.raises(ValueError, match="only apply when loading"):
+        as_encoder(ready, device="cpu")
+    with pytest.raises(TypeError, match="model spec"):
+        as_encoder(42)
+
+
+def test_a_server_without_laser_metadata_is_named(monkeypatch):
+    encoder = RemoteEncoder("http://127.0.0.1:9")
+    monkeypatch.setattr(encoder, "_request", lambda method, path, body=None: {"laser": {"model": "x"}})
+
+    with pytest.raises(RemoteError, match="no LaSER metadata.*lacks"):
+        encoder.provenance(EncodeOptions())
+    with pytest.raises(RemoteError, match="no LaSER metadata"):
+        encoder.dimension  # noqa: B018 - the property is what is tested

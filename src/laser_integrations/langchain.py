@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
     from langchain_core.embeddings import Embeddings
@@ -17,30 +17,25 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from laser_integrations.embedder import (
-    DEFAULT_MODEL,
-    EmbeddingProvenance,
-    EncodeOptions,
-    LocalEncoder,
-    refuse_normalize,
-)
+from laser_integrations.embedder import DEFAULT_MODEL, refuse_normalize
+from laser_integrations.encoder import Encoder, EncoderAdapter
+from laser_integrations.serving.client import as_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from laser_integrations.serving.client import RemoteEncoder
-
 __all__ = ["LaSEREmbeddings"]
 
 
-class LaSEREmbeddings(BaseModel, Embeddings):
+class LaSEREmbeddings(EncoderAdapter, BaseModel, Embeddings):
     """LaSER embeddings: queries think for K latent steps under an instruction, documents for K steps.
 
-    Takes a model spec (anything :func:`~laser_integrations.load_model` takes) or a ready LaSER
-    ``SentenceTransformer`` (positionally or as ``client=``), so one loaded model can serve LangChain
-    and LlamaIndex at once. ``aembed_query``/``aembed_documents`` never block the event loop:
-    concurrent calls are coalesced into shared forward passes run in a worker thread. With ``endpoint=``
-    (a ``laser serve`` URL) no model is loaded: the server embeds, with the same sides, K and instruction.
+    Takes a model spec (anything :func:`~laser_integrations.load_model` takes), a ready LaSER
+    ``SentenceTransformer`` (positionally or as ``client=``) or an :class:`~laser_integrations.encoder.Encoder`,
+    so one loaded model can serve LangChain and LlamaIndex at once. ``aembed_query``/``aembed_documents``
+    never block the event loop: concurrent calls are coalesced into shared forward passes run in a worker
+    thread. With ``endpoint=`` (a ``laser serve`` URL) no model is loaded: the server embeds, with the same
+    sides, K and instruction.
 
     Example:
         ```python
@@ -82,11 +77,19 @@ class LaSEREmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    _client: SentenceTransformer | None = PrivateAttr()
-    _embedder: LocalEncoder | RemoteEncoder = PrivateAttr()
+    OPTION_FIELDS: ClassVar[dict[str, str]] = {
+        "num_thinking_steps": "num_thinking_steps",
+        "instruction": "instruction",
+        "batch_size": "batch_size",
+        "show_progress_bar": "show_progress",
+        "max_wait_ms": "max_wait_ms",
+    }
+    _encoder: Encoder = PrivateAttr()
 
-    def __init__(self, model: str | os.PathLike[str] | SentenceTransformer | None = None, /, **kwargs: Any) -> None:
-        """Validate the fields, then load the model (or adopt the ``SentenceTransformer`` given)."""
+    def __init__(
+        self, model: str | os.PathLike[str] | SentenceTransformer | Encoder | None = None, /, **kwargs: Any
+    ) -> None:
+        """Validate the fields, then load the model (or adopt the model or encoder given)."""
         if "normalize" in kwargs:
             refuse_normalize("LaSEREmbeddings", kwargs.pop("normalize"))
         client = kwargs.pop("client", None)
@@ -99,7 +102,7 @@ class LaSEREmbeddings(BaseModel, Embeddings):
         if kwargs.get("model") is not None and not isinstance(kwargs["model"], (str, os.PathLike)):
             if model is not None:
                 raise TypeError("a model was given twice (positionally and as model=)")
-            model = kwargs.pop("model")  # a ready SentenceTransformer given as model=
+            model = kwargs.pop("model")  # a ready model or encoder given as model=
         if model is not None:
             if isinstance(model, (str, os.PathLike)):
                 if "model" in kwargs or "model_name" in kwargs:
@@ -110,55 +113,30 @@ class LaSEREmbeddings(BaseModel, Embeddings):
             else:
                 client = model
         super().__init__(**kwargs)
-        if self.endpoint is not None:
-            self._embedder, self._client = self._remote_encoder(client), None
-            return
-        source = self.model_name if client is None else client
-        self._embedder = LocalEncoder.load(source, device=self.device, **self.model_kwargs)
-        self._client = self._embedder.model
-        if client is not None and "model_name" not in self.model_fields_set:
-            self.model_name = self._embedder.model_id
-
-    def _remote_encoder(self, client: object) -> RemoteEncoder:
-        from laser_integrations.serving.client import RemoteEncoder
-
-        if client is not None or self.device is not None or self.model_kwargs:
-            raise ValueError("with endpoint= the server holds the model: drop the model object, device, model_kwargs")
-        model = self.model_name if "model_name" in self.model_fields_set else None
+        named = self.model_name if "model_name" in self.model_fields_set else None
         api_key = self.api_key.get_secret_value() if self.api_key is not None else None
-        return RemoteEncoder(self.endpoint or "", model=model, api_key=api_key)
-
-    @property
-    def client(self) -> SentenceTransformer | None:
-        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters); ``None`` in remote mode."""
-        return self._client
-
-    @property
-    def provenance(self) -> EmbeddingProvenance:
-        """What a vector store filled by these embeddings must agree on (model, K, instruction, dimension)."""
-        return self._embedder.provenance(self._options())
+        self._encoder = as_encoder(
+            named if client is None else client,
+            endpoint=self.endpoint,
+            api_key=api_key,
+            device=self.device,
+            load_options=self.model_kwargs,
+        )
+        if client is not None and named is None:
+            self.model_name = self._encoder.model_id
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (no instruction). ``[]`` for ``[]``; a non-string item raises ``TypeError``."""
-        return self._embedder.embed_documents(texts, self._options())
+        return self._encoder.embed_documents(texts, self._options())
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query under the instruction. ``None`` or a non-string raises ``TypeError``."""
-        return self._embedder.embed_query(text, self._options())
+        return self._encoder.embed_query(text, self._options())
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents off the event loop, coalesced with other pending calls."""
-        return await self._embedder.aembed_documents(texts, self._options())
+        return await self._encoder.aembed_documents(texts, self._options())
 
     async def aembed_query(self, text: str) -> list[float]:
         """Embed one query off the event loop, coalesced with other pending calls."""
-        return await self._embedder.aembed_query(text, self._options())
-
-    def _options(self) -> EncodeOptions:
-        return EncodeOptions(
-            num_thinking_steps=self.num_thinking_steps,
-            instruction=self.instruction,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
-            max_wait_ms=self.max_wait_ms,
-        )
+        return await self._encoder.aembed_query(text, self._options())

@@ -6,7 +6,7 @@ Needs LlamaIndex: ``pip install 'laser-integrations[llamaindex]'``.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -17,33 +17,28 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "laser_integrations.llama_index needs llama-index-core: pip install 'laser-integrations[llamaindex]'"
     ) from error
 
-from laser_integrations.embedder import (
-    DEFAULT_MODEL,
-    EmbeddingProvenance,
-    EncodeOptions,
-    LocalEncoder,
-    refuse_normalize,
-)
+from laser_integrations.embedder import DEFAULT_MODEL, refuse_normalize
+from laser_integrations.encoder import Encoder, EncoderAdapter
+from laser_integrations.serving.client import as_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from laser_integrations.serving.client import RemoteEncoder
-
 __all__ = ["LaSEREmbedding"]
 
 
-class LaSEREmbedding(BaseEmbedding):
+class LaSEREmbedding(EncoderAdapter, BaseEmbedding):
     """LaSER embeddings for LlamaIndex: queries think for K latent steps under an instruction, documents for K steps.
 
-    Takes a model spec (anything :func:`~laser_integrations.load_model` takes) or a ready LaSER
-    ``SentenceTransformer``. The async methods never block the event loop: concurrent calls are
-    coalesced into shared forward passes run in a worker thread. With ``endpoint=`` (a ``laser serve``
-    URL) no model is loaded: the server embeds, with the same sides, K and instruction.
+    Takes a model spec (anything :func:`~laser_integrations.load_model` takes), a ready LaSER
+    ``SentenceTransformer`` or an :class:`~laser_integrations.encoder.Encoder`. The async methods never block
+    the event loop: concurrent calls are coalesced into shared forward passes run in a worker thread. With
+    ``endpoint=`` (a ``laser serve`` URL) no model is loaded: the server embeds, with the same sides, K and
+    instruction.
 
     Args:
-        model: A model spec (``"laser-qwen3"``, a Hub id, a directory, a ``.gguf`` file, ``"smollm2"``) or a
-            ``SentenceTransformer`` built by :func:`~laser_integrations.load_model`.
+        model: A model spec (``"laser-qwen3"``, a Hub id, a directory, a ``.gguf`` file, ``"smollm2"``), a
+            ``SentenceTransformer`` built by :func:`~laser_integrations.load_model`, or an ``Encoder``.
         model_name: The same as a spec ``model`` (the serialized field, so ``from_dict(to_dict())`` works).
         num_thinking_steps: K latent steps (``None``: the model's default, 3 for the released checkpoints).
         instruction: Query task (``None``: the model's own; ``""``: none).
@@ -83,12 +78,18 @@ class LaSEREmbedding(BaseEmbedding):
     endpoint: str | None = Field(default=None, description="A laser serve URL: embed there instead of loading.")
     api_key: str | None = Field(default=None, exclude=True, repr=False, description="The server's --api-key.")
 
-    _client: SentenceTransformer | None = PrivateAttr()
-    _embedder: LocalEncoder | RemoteEncoder = PrivateAttr()
+    OPTION_FIELDS: ClassVar[dict[str, str]] = {
+        "num_thinking_steps": "num_thinking_steps",
+        "instruction": "instruction",
+        "batch_size": "embed_batch_size",
+        "show_progress_bar": "show_progress_bar",
+        "max_wait_ms": "max_wait_ms",
+    }
+    _encoder: Encoder = PrivateAttr()
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | SentenceTransformer | None = None,
+        model: str | os.PathLike[str] | SentenceTransformer | Encoder | None = None,
         *,
         model_name: str | None = None,
         num_thinking_steps: int | None = None,
@@ -107,17 +108,14 @@ class LaSEREmbedding(BaseEmbedding):
             refuse_normalize("LaSEREmbedding", kwargs.pop("normalize"))
         if model is not None and model_name is not None:
             raise TypeError("pass the model once: as `model` or as `model_name`")
-        source = model if model is not None else (model_name or DEFAULT_MODEL)
-        remote = endpoint is not None
-        if remote and (not isinstance(source, (str, os.PathLike)) or device is not None or model_kwargs):
-            raise ValueError("with endpoint= the server holds the model: drop the model object, device, model_kwargs")
-        # A ready model is adopted now (cheap); a spec is loaded only after the fields validate.
-        deferred = remote or isinstance(source, (str, os.PathLike))
-        embedder = None if deferred else LocalEncoder.load(source, device=device)
-        if embedder is not None and model_kwargs:
-            raise ValueError("model_kwargs only apply when loading a model spec; this model is already loaded")
+        connect = {"endpoint": endpoint, "api_key": api_key, "device": device, "load_options": model_kwargs}
+        if model is None or isinstance(model, (str, os.PathLike)):
+            spec = model_name if model is None else os.fspath(model)  # None: nothing named
+            encoder = None  # loaded only after the fields validate
+        else:  # a ready model or encoder: adopted now (cheap)
+            spec, encoder = None, as_encoder(model, **connect)
         super().__init__(
-            model_name=os.fspath(source) if embedder is None else embedder.model_id,
+            model_name=encoder.model_id if encoder is not None else spec or DEFAULT_MODEL,
             embed_batch_size=embed_batch_size,
             num_thinking_steps=num_thinking_steps,
             instruction=instruction,
@@ -130,54 +128,26 @@ class LaSEREmbedding(BaseEmbedding):
             api_key=api_key,
             **kwargs,
         )
-        if remote:
-            from laser_integrations.serving.client import RemoteEncoder
-
-            named = None if model is None and model_name is None else self.model_name
-            self._embedder, self._client = RemoteEncoder(endpoint, model=named, api_key=api_key), None
-            return
-        if embedder is None:
-            embedder = LocalEncoder.load(self.model_name, device=self.device, **self.model_kwargs)
-        self._embedder = embedder
-        self._client = embedder.model
+        self._encoder = as_encoder(spec, **connect) if encoder is None else encoder
 
     @classmethod
     def class_name(cls) -> str:
         return "LaSEREmbedding"
 
-    @property
-    def client(self) -> SentenceTransformer | None:
-        """The underlying LaSER ``SentenceTransformer`` (share it with other adapters); ``None`` in remote mode."""
-        return self._client
-
-    @property
-    def provenance(self) -> EmbeddingProvenance:
-        """What a vector store filled by this model must agree on (model, K, instruction, dimension)."""
-        return self._embedder.provenance(self._options())
-
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._embedder.embed_query(query, self._options())
+        return self._encoder.embed_query(query, self._options())
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await self._embedder.aembed_query(query, self._options())
+        return await self._encoder.aembed_query(query, self._options())
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._embedder.embed_document(text, self._options())
+        return self._encoder.embed_document(text, self._options())
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await self._embedder.aembed_document(text, self._options())
+        return await self._encoder.aembed_document(text, self._options())
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._embedder.embed_documents(texts, self._options())
+        return self._encoder.embed_documents(texts, self._options())
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._embedder.aembed_documents(texts, self._options())
-
-    def _options(self) -> EncodeOptions:
-        return EncodeOptions(
-            num_thinking_steps=self.num_thinking_steps,
-            instruction=self.instruction,
-            batch_size=self.embed_batch_size,
-            show_progress_bar=self.show_progress_bar,
-            max_wait_ms=self.max_wait_ms,
-        )
+        return await self._encoder.aembed_documents(texts, self._options())

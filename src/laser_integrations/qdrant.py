@@ -37,6 +37,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "laser_integrations.qdrant needs qdrant-client: pip install 'laser-integrations[qdrant]'"
     ) from error
 
+from laser_integrations.embedder import EncodeOptions
+from laser_integrations.encoder import is_encoder
 from laser_integrations.provenance import EmbeddingProvenance, ProvenanceMismatchError, check_provenance
 
 if TYPE_CHECKING:
@@ -105,8 +107,9 @@ def ensure_collection(
     Args:
         client: A ``QdrantClient`` (local or server); see :func:`connect`.
         collection_name: The collection.
-        embeddings: A ``LaSEREmbeddings`` (LangChain), ``LaSEREmbedding`` (LlamaIndex), ``LocalEncoder`` with
-            options, or an :class:`~laser_integrations.embedder.EmbeddingProvenance`.
+        embeddings: A ``LaSEREmbeddings`` (LangChain), ``LaSEREmbedding`` (LlamaIndex), an
+            :class:`~laser_integrations.encoder.Encoder` (with its default options) or an
+            :class:`~laser_integrations.provenance.EmbeddingProvenance`.
         distance: Vector distance (cosine, what both frameworks' Qdrant stores use by default).
         vector_name: ``""`` for the unnamed dense vector both frameworks use by default, else a named vector.
         adopt: Record the provenance on an existing non-empty collection that records none, trusting that
@@ -128,7 +131,7 @@ def ensure_collection(
         >>> ensure_collection(client, "docs", EmbeddingProvenance("smollm2", 6, "", 4, "plain"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        laser_integrations.qdrant.ProvenanceMismatchError: collection 'docs' holds vectors made with num_thinking_steps=3; these embeddings use num_thinking_steps=6. ...
+        laser_integrations.provenance.ProvenanceMismatchError: collection 'docs' holds vectors made with num_thinking_steps=3; these embeddings use num_thinking_steps=6. ...
     """  # noqa: E501
     wanted = provenance_of(embeddings)
     if not client.collection_exists(collection_name):
@@ -173,15 +176,21 @@ async def aensure_collection(
 
 
 def provenance_of(embeddings: Any) -> EmbeddingProvenance:
-    """The provenance of an adapter (anything with a ``provenance`` property) or a provenance itself."""
+    """The provenance of an adapter (anything with a ``provenance`` property), of an
+    :class:`~laser_integrations.encoder.Encoder` with its default options, or a provenance itself.
+
+    For an encoder with other options, pass ``encoder.provenance(options)``.
+    """
     if isinstance(embeddings, EmbeddingProvenance):
         return embeddings
+    if is_encoder(embeddings):
+        return embeddings.provenance(EncodeOptions())
     provenance = getattr(embeddings, "provenance", None)
     if isinstance(provenance, EmbeddingProvenance):
         return provenance
     raise TypeError(
-        f"expected LaSEREmbeddings, LaSEREmbedding or an EmbeddingProvenance, got {type(embeddings).__name__}: "
-        "only LaSER embeddings know their provenance"
+        f"expected LaSEREmbeddings, LaSEREmbedding, an Encoder or an EmbeddingProvenance, got "
+        f"{type(embeddings).__name__}: only LaSER embeddings know their provenance"
     )
 
 

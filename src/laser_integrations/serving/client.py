@@ -1,9 +1,10 @@
-"""The adapters' remote mode: a ``laser serve`` endpoint, called like the in-process ``LocalEncoder``.
+"""The adapters' remote mode: a ``laser serve`` endpoint, an :class:`~laser_integrations.encoder.Encoder` like
+the in-process ``LocalEncoder``; and :func:`as_encoder`, which picks between the two for an adapter.
 
 ``LaSEREmbeddings(endpoint=...)`` (LangChain) and ``LaSEREmbedding(endpoint=...)`` (LlamaIndex) delegate to a
 :class:`RemoteEncoder` instead of loading a model: queries go out with ``input_type: query`` (and the
 adapter's instruction), documents with ``input_type: document``, both with the adapter's K, as base64
-float32 (exact: the same bits the server computed). The provenance comes from the server's ``GET /info``,
+float32 (exact: the same bits the server computed). The provenance is the server's, from ``GET /info``,
 so the Qdrant provenance checks work the same as with a local model.
 
 >>> from laser_integrations.embedder import EncodeOptions
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import os
 import ssl
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 try:
     import httpx
@@ -28,11 +31,67 @@ except ImportError as error:  # pragma: no cover - httpx comes with every adapte
     raise ImportError("the remote mode needs httpx: pip install 'laser-integrations[serve]'") from error
 import numpy as np
 
-from laser_integrations.embedder import EmbeddingProvenance, EncodeOptions, Side
+from laser_integrations.embedder import DEFAULT_MODEL, EncodeOptions, LocalEncoder, Side
+from laser_integrations.encoder import Encoder, is_encoder
 from laser_integrations.formatting import query_prompt
+from laser_integrations.provenance import EmbeddingProvenance
 from laser_integrations.validation import checked_string, checked_strings, positive_int
 
-__all__ = ["RemoteEncoder", "RemoteError"]
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["RemoteEncoder", "RemoteError", "as_encoder"]
+
+
+def as_encoder(
+    model: str | os.PathLike[str] | SentenceTransformer | Encoder | None = None,
+    *,
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    load_options: Mapping[str, Any] | None = None,
+) -> Encoder:
+    """The :class:`~laser_integrations.encoder.Encoder` for what a user gave an adapter.
+
+    Args:
+        model: A model spec (loaded here; ``None``: :data:`~laser_integrations.embedder.DEFAULT_MODEL`), a
+            ready LaSER ``SentenceTransformer``, or an ``Encoder`` (used as it is). With ``endpoint``: the
+            served model name to ask for (``None``: the server's one model).
+        endpoint: A ``laser serve`` URL: embed there instead of loading a model.
+        api_key: The server's ``--api-key`` (with ``endpoint``).
+        device: The device a spec is loaded on.
+        load_options: Other :func:`~laser_integrations.load_model` options (``dtype``, ``max_seq_length`` ...).
+
+    Raises:
+        ValueError: Load options with an endpoint or with a model that is already loaded.
+        TypeError: ``model`` is none of the above.
+
+    Example:
+        >>> as_encoder("tiny", endpoint="http://127.0.0.1:8080")
+        RemoteEncoder('http://127.0.0.1:8080', model='tiny')
+        >>> as_encoder(object(), endpoint="http://127.0.0.1:8080")
+        Traceback (most recent call last):
+        ...
+        ValueError: with endpoint= the server holds the model: pass at most the served model's name, no model object, device or model_kwargs
+    """  # noqa: E501
+    load_options = {key: value for key, value in (load_options or {}).items() if value is not None}
+    if device is not None:
+        load_options["device"] = device
+    if endpoint is not None:
+        if load_options or not (model is None or isinstance(model, str)):
+            raise ValueError(
+                "with endpoint= the server holds the model: pass at most the served model's name, "
+                "no model object, device or model_kwargs"
+            )
+        return RemoteEncoder(endpoint, model=model, api_key=api_key)
+    if is_encoder(model):
+        if load_options:
+            raise ValueError(
+                f"load options {sorted(load_options)} only apply when loading a model spec; "
+                f"this {type(model).__name__} is already loaded"
+            )
+        return model
+    return LocalEncoder.load(DEFAULT_MODEL if model is None else model, **load_options)
 
 
 class RemoteError(RuntimeError):
@@ -40,7 +99,7 @@ class RemoteError(RuntimeError):
 
 
 class RemoteEncoder:
-    """A ``laser serve`` endpoint, called like :class:`~laser_integrations.embedder.LocalEncoder`.
+    """A ``laser serve`` endpoint as an :class:`~laser_integrations.encoder.Encoder`, like ``LocalEncoder``.
 
     Args:
         endpoint: The server's URL, e.g. ``"http://127.0.0.1:8080"`` (a trailing ``/v1`` is accepted too).
@@ -80,6 +139,7 @@ class RemoteEncoder:
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._info: dict[str, Any] | None = None
+        self._provenance: EmbeddingProvenance | None = None
 
     def __repr__(self) -> str:
         return f"RemoteEncoder({self.endpoint!r}, model={self.model!r})"
@@ -96,26 +156,22 @@ class RemoteEncoder:
     @property
     def dimension(self) -> int:
         """Vector size, as the server reports it."""
-        return int(self.info["dimension"])
+        return self._server_provenance().dimension
 
     @property
     def model_id(self) -> str:
         """The provenance name of the server's weights (alias target, Hub id or path)."""
-        return str(self.info["model"])
+        return self._server_provenance().model
 
     def provenance(self, options: EncodeOptions) -> EmbeddingProvenance:
         """What a collection filled through this endpoint with ``options`` must record (as a local model's)."""
-        info = self.info
-        steps = info["num_thinking_steps"] if options.num_thinking_steps is None else options.num_thinking_steps
-        prompt = info["query_prompt"] if options.instruction is None else query_prompt(options.instruction)
-        return EmbeddingProvenance(
-            model=str(info["model"]),
-            num_thinking_steps=_checked_steps(steps),
-            query_prompt=prompt,
-            dimension=int(info["dimension"]),
-            text_format=str(info["text_format"]),
-            max_seq_length=info.get("max_seq_length"),
-        )
+        served = self._server_provenance()
+        changes: dict[str, Any] = {}
+        if options.num_thinking_steps is not None:
+            changes["num_thinking_steps"] = _checked_steps(options.num_thinking_steps)
+        if options.instruction is not None:
+            changes["query_prompt"] = query_prompt(options.instruction)
+        return dataclasses.replace(served, **changes)
 
     # -- sync ------------------------------------------------------------------------------------------
 
@@ -250,12 +306,24 @@ class RemoteEncoder:
         rows = sorted(data, key=lambda item: item["index"])
         return [_decoded(row["embedding"]) for row in rows]
 
+    def _server_provenance(self) -> EmbeddingProvenance:
+        """The provenance of the server's defaults, from its ``/info`` ``laser`` block (fetched once)."""
+        if self._provenance is None:
+            self._provenance = self._provenance_in(self.info)
+        return self._provenance
+
     def _checked_info(self, payload: Any) -> dict[str, Any]:
         info = payload.get("laser") if isinstance(payload, dict) else None
-        needed = ("model", "num_thinking_steps", "query_prompt", "dimension", "text_format")
-        if not isinstance(info, dict) or any(name not in info for name in needed):
-            raise RemoteError(f"{self.endpoint}/info has no LaSER metadata: is it a `laser serve` server?")
-        return info
+        self._provenance_in(info)
+        return info  # type: ignore[return-value]  # a dict, or _provenance_in raised
+
+    def _provenance_in(self, info: Any) -> EmbeddingProvenance:
+        try:
+            return EmbeddingProvenance.from_dict(info)
+        except (TypeError, ValueError) as error:
+            raise RemoteError(
+                f"{self.endpoint}/info has no LaSER metadata ({error}): is it a `laser serve` server?"
+            ) from None
 
 
 def _decoded(embedding: Any) -> list[float]:
