@@ -6,8 +6,10 @@ Nothing here touches the network at import time.
 
 >>> resolve_dtype("bf16")
 torch.bfloat16
->>> resolve_dtype(None, device="cpu")
+>>> resolve_dtype("float32", device="cpu")
 torch.float32
+>>> resolve_dtype(None, device="cuda")
+torch.bfloat16
 """
 
 from __future__ import annotations
@@ -43,17 +45,61 @@ def cache_root(cache_folder: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("LASER_CACHE") or Path.home() / ".cache" / "laser_integrations")
 
 
-def resolve_dtype(dtype: DTypeLike, device: str | torch.device | None = None) -> torch.dtype | str:
-    """bf16 on CUDA and float32 elsewhere unless asked otherwise; accepts ``"bf16"``, ``"float16"``, ``"auto"`` ..."""
-    if dtype is None:
-        target = torch.device(device) if device is not None else None
-        on_cuda = target.type == "cuda" if target is not None else torch.cuda.is_available()
-        return torch.bfloat16 if on_cuda else torch.float32
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
+BF16_DEFAULT_ON_NATIVE_CPUS = False
+"""Whether ``dtype=None``/``"auto"`` picks bfloat16 on a CPU that does bf16 natively. Off: the quality gate
+(``benchmarks/bf16_quality.py``, issue 21) did not pass on pyref, so CPUs stay float32 unless asked."""
+
+
+def cpu_bf16_features() -> list[str]:
+    """The native bf16 features torch reports for this CPU: ``avx512_bf16`` and/or ``amx_bf16`` (``[]``: none).
+
+    Read from torch's own capability report (``torch.cpu.get_capabilities``; older torch releases expose
+    ``torch.cpu._is_avx512_bf16_supported`` and ``_is_amx_tile_supported``), and only where oneDNN, which
+    runs bf16 matrix products on them, is built in.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return []
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is not None:
+        capabilities = get_capabilities()
+        return [name for name in ("avx512_bf16", "amx_bf16") if capabilities.get(name)]
+    checks = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    return [name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()]
+
+
+def dtype_choice(dtype: DTypeLike, device: str | torch.device | None = None) -> tuple[torch.dtype, str]:
+    """The weights dtype for ``dtype`` on ``device``, and why, in words (what the CLI prints).
+
+    An explicit dtype always wins. ``None`` and ``"auto"`` mean the device's default: bfloat16 on CUDA;
+    on a CPU, bfloat16 where it does bf16 natively (:func:`cpu_bf16_features`) and
+    :data:`BF16_DEFAULT_ON_NATIVE_CPUS` is on, float32 otherwise. ``device=None`` means CUDA when available.
+
+    >>> dtype_choice("bfloat16", "cpu")
+    (torch.bfloat16, 'asked for')
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype, "asked for"
     if isinstance(dtype, str) and dtype.lower() in DTYPE_NAMES:
-        return DTYPE_NAMES[dtype.lower()]
-    raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_NAMES)} or 'auto'")
+        return DTYPE_NAMES[dtype.lower()], "asked for"
+    if dtype is not None and dtype != "auto":
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_NAMES)} or 'auto'")
+    target = torch.device(device) if device is not None else None
+    on_cuda = target.type == "cuda" if target is not None else torch.cuda.is_available()
+    if on_cuda:
+        return torch.bfloat16, "default on CUDA"
+    if target is not None and target.type != "cpu":
+        return torch.float32, f"default on {target.type}"
+    features = cpu_bf16_features()
+    if not features:
+        return torch.float32, "default on a CPU without native bf16"
+    if BF16_DEFAULT_ON_NATIVE_CPUS:
+        return torch.bfloat16, f"default on a CPU with native bf16 ({', '.join(features)})"
+    return torch.float32, f"default on CPU; this one has {', '.join(features)}: --dtype bfloat16 is faster, less exact"
+
+
+def resolve_dtype(dtype: DTypeLike, device: str | torch.device | None = None) -> torch.dtype:
+    """The weights dtype :func:`dtype_choice` picks; accepts ``"bf16"``, ``"float16"``, ``"auto"``, ``None`` ..."""
+    return dtype_choice(dtype, device)[0]
 
 
 def load_causal_lm(
@@ -77,7 +123,7 @@ def load_causal_lm(
     Args:
         name_or_path: A Hub id or a local folder (the folder holding ``gguf_file``).
         gguf_file: The ``.gguf`` file's name inside ``name_or_path``.
-        dtype: Weights dtype (``None``: bf16 on CUDA, float32 elsewhere).
+        dtype: Weights dtype (``None``/``"auto"``: the device's default, see :func:`dtype_choice`).
         attn_implementation: ``"sdpa"``, ``"flash_attention_2"``, ``"eager"`` ... (``None``: transformers' choice).
         trust_remote_code: Let transformers run model code from the Hub.
         local_files_only, revision, token: Passed to ``from_pretrained``.

@@ -286,7 +286,7 @@ def load_model(
         chat_template: Wrap texts in the tokenizer's chat template (``None``: on when it has one).
         think_block: Append Qwen3's empty think block (``None``: on when the template knows ``<think>``).
         device: ``"cuda"``, ``"cpu"``, ... (``None``: sentence-transformers picks).
-        dtype: Weights dtype (``None``: bfloat16 on CUDA, float32 on CPU).
+        dtype: Weights dtype (``None``/``"auto"``: the device's default, see ``backbone.dtype_choice``).
         attn_implementation: ``"sdpa"``, ``"flash_attention_2"``, ``"eager"`` ... (``None``: transformers' choice).
         trust_remote_code: Let transformers run model code from the Hub (off by default).
         local_files_only: Never reach the Hub; use the local Hugging Face cache only.

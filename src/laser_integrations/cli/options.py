@@ -80,10 +80,18 @@ def load_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_model_from_args(args: argparse.Namespace) -> SentenceTransformer:
-    """The model ``--model`` names, loaded with the options :func:`add_model_options` added."""
+    """The model ``--model`` names, loaded with the options :func:`add_model_options` added.
+
+    Prints the weights dtype it got, and why, as one stderr line (``laser encode: dtype float32 (...)``).
+    """
+    from laser_integrations.backbone import dtype_choice
     from laser_integrations.loading import load_model
 
-    return load_model(args.model, **load_options_from_args(args))
+    model = load_model(args.model, **load_options_from_args(args))
+    used = str(model[0].model.dtype).removeprefix("torch.")
+    command = f"laser {args.command}" if getattr(args, "command", None) else "laser"
+    print(f"{command}: dtype {used} ({dtype_choice(args.dtype, args.device)[1]})", file=sys.stderr)
+    return model
 
 
 def model_from_legacy_positional(args: argparse.Namespace, positionals: list[str], command: str) -> list[str]:

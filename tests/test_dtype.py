@@ -1,0 +1,106 @@
+"""The weights dtype: an explicit choice wins, the CPU default follows torch's bf16 capability report, and
+bf16 vectors stay within a measured distance of float32 ones (exactness itself is tested in float32)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from laser_integrations import backbone, load_model
+from laser_integrations.backbone import cpu_bf16_features, dtype_choice, resolve_dtype
+from laser_integrations.provenance import model_provenance
+
+from tiny import MIXED_LENGTH_TEXTS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TEXTS = [*MIXED_LENGTH_TEXTS, "why is the sky blue", "what does photosynthesis produce"]
+PYREF = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref"
+
+# Lowest bf16-vs-float32 cosine, measured with
+#   OMP_NUM_THREADS=1 python /work/notes/latent-runs/tiny_floor.py   (tiny qwen3/llama, K = 1, 3, 6)
+# which gave 0.999967 (qwen3 query K=3) as the lowest of 12 figures; the floor leaves rounding room.
+TINY_FLOOR = 0.9999
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Pretend torch reports a CPU with AMX-BF16 and oneDNN built in."""
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True, "avx512_bf16": False})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_an_explicit_dtype_always_wins(native_bf16, monkeypatch):
+    monkeypatch.setattr(backbone, "BF16_DEFAULT_ON_NATIVE_CPUS", True)
+    assert dtype_choice("float32", "cpu") == (torch.float32, "asked for")
+    assert dtype_choice(torch.float16, "cpu") == (torch.float16, "asked for")
+    assert resolve_dtype("bf16", "cpu") is torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {})
+    assert resolve_dtype("bfloat16", "cpu") is torch.bfloat16  # even where the CPU emulates it
+
+
+def test_the_cpu_features_come_from_torchs_capability_report(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    assert cpu_bf16_features() == ["avx512_bf16", "amx_bf16"]
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "avx512_f": True})
+    assert cpu_bf16_features() == []
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert cpu_bf16_features() == []  # no oneDNN, nothing runs the bf16 products natively
+
+
+@pytest.mark.parametrize("spelling", [None, "auto"])
+def test_the_cpu_default_is_bf16_only_on_native_cpus_when_switched_on(native_bf16, monkeypatch, spelling):
+    monkeypatch.setattr(backbone, "BF16_DEFAULT_ON_NATIVE_CPUS", True)
+    dtype, reason = dtype_choice(spelling, "cpu")
+    assert dtype is torch.bfloat16 and "amx_bf16" in reason
+    assert dtype_choice(spelling, None)[0] is torch.bfloat16  # no device: no CUDA here, so the CPU rule
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert dtype_choice(spelling, "cpu") == (torch.float32, "default on a CPU without native bf16")
+    monkeypatch.setattr(backbone, "BF16_DEFAULT_ON_NATIVE_CPUS", False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    dtype, reason = dtype_choice(spelling, "cpu")
+    assert dtype is torch.float32 and "--dtype bfloat16" in reason  # says what the user could ask for
+    assert dtype_choice(spelling, "cuda")[0] is torch.bfloat16
+
+
+def test_the_shipped_cpu_default_follows_the_quality_gate():
+    """The gate's outcome (benchmarks/bf16_quality.py) is the constant; on a CPU, default and constant agree."""
+    native = bool(cpu_bf16_features())
+    expected = torch.bfloat16 if native and backbone.BF16_DEFAULT_ON_NATIVE_CPUS else torch.float32
+    assert resolve_dtype(None, "cpu") is expected
+
+
+def test_unknown_dtypes_are_refused():
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        dtype_choice("float8", "cpu")
+
+
+def test_provenance_records_the_dtype_used(tiny_dirs):
+    model = load_model(str(tiny_dirs["qwen3"]), device="cpu", dtype="bfloat16")
+    assert model[0].model.dtype is torch.bfloat16
+    assert model_provenance(model).dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+@pytest.mark.parametrize("steps", [1, 3, 6])
+def test_bf16_vectors_stay_close_to_float32_on_the_tiny_models(tiny_dirs, kind, steps):
+    full = load_model(str(tiny_dirs[kind]), device="cpu", dtype="float32")
+    half = load_model(str(tiny_dirs[kind]), device="cpu", dtype="bfloat16")
+    for side in ("query", "document"):
+        a = getattr(full, f"encode_{side}")(TEXTS, num_thinking_steps=steps)
+        b = getattr(half, f"encode_{side}")(TEXTS, num_thinking_steps=steps)
+        assert a.dtype == b.dtype == np.float32
+        assert float((a * b).sum(axis=1).min()) >= TINY_FLOOR
+        assert not np.array_equal(a, b)  # bf16 really ran
+
+
+def pyref_texts(name: str, count: int) -> list[str]:
+    lines = (PYREF / name).read_text(encoding="utf8").splitlines()[:count]
+    return [json.loads(line)["text"] for line in lines]
