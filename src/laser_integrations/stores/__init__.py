@@ -25,6 +25,7 @@ from laser_integrations.stores.capacity import StoreCapacityError, check_capacit
 
 if TYPE_CHECKING:
     from laser_integrations.stores.edge import EdgeStore
+    from laser_integrations.stores.edge_snapshot import restore_snapshot, write_snapshot
     from laser_integrations.stores.qdrant import QdrantStore
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "StoreLockedError",
     "check_capacity",
     "open_store",
+    "restore_snapshot",
+    "write_snapshot",
 ]
 
 STORE_KINDS = ("edge", "local", "server")
@@ -46,7 +49,12 @@ STORE_KINDS = ("edge", "local", "server")
 DEFAULT_COLLECTION = "laser"
 """The collection name for ``"local"`` and ``"server"`` stores when none is given."""
 
-_EXPORTS = {"EdgeStore": "laser_integrations.stores.edge", "QdrantStore": "laser_integrations.stores.qdrant"}
+_EXPORTS = {
+    "EdgeStore": "laser_integrations.stores.edge",
+    "QdrantStore": "laser_integrations.stores.qdrant",
+    "write_snapshot": "laser_integrations.stores.edge_snapshot",
+    "restore_snapshot": "laser_integrations.stores.edge_snapshot",
+}
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 

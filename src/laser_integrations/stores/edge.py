@@ -45,7 +45,7 @@ from laser_integrations.stores.folder_lock import FolderLock
 from laser_integrations.stores.points import canonical_id, point_matrix
 from laser_integrations.validation import positive_int
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "PROVENANCE_FILE", "EdgeStore"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "PROVENANCE_FILE", "EdgeStore", "ensure_embedding_provenance"]
 
 PROVENANCE_FILE = "laser_provenance.json"
 """The provenance record beside the shard, in the shard's folder."""
@@ -325,6 +325,13 @@ class EdgeStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def ensure_embedding_provenance(store: EdgeStore, embeddings: Any) -> None:
+    """Record or check the provenance of a LaSER embedding in ``store`` (other embeddings carry none to check)."""
+    provenance = getattr(embeddings, "provenance", None)
+    if isinstance(provenance, EmbeddingProvenance):
+        store.ensure(provenance)
 
 
 def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:

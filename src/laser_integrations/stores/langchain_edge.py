@@ -31,8 +31,8 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("the LangChain Edge store needs: pip install 'laser-integrations[langchain,edge]'") from error
 
-from laser_integrations.provenance import EmbeddingProvenance
-from laser_integrations.stores.edge import EdgeStore
+from laser_integrations.stores.edge import EdgeStore, ensure_embedding_provenance
+from laser_integrations.stores.points import uuid_for
 
 __all__ = ["CONTENT_KEY", "ID_KEY", "METADATA_KEY", "EdgeVectorStore"]
 
@@ -40,8 +40,6 @@ CONTENT_KEY = "page_content"
 METADATA_KEY = "metadata"
 ID_KEY = "langchain_id"
 """The payload key of an id that is not a UUID (the point's id is derived from it)."""
-
-_ID_NAMESPACE = uuid.UUID("0b8f3c1e-6d2a-5f47-9a3b-2c1d4e5f6a7b")
 
 
 class EdgeVectorStore(VectorStore):
@@ -65,9 +63,7 @@ class EdgeVectorStore(VectorStore):
         self._embedding = embedding
         self.content_payload_key = content_payload_key
         self.metadata_payload_key = metadata_payload_key
-        provenance = getattr(embedding, "provenance", None)
-        if isinstance(provenance, EmbeddingProvenance):
-            store.ensure(provenance)
+        ensure_embedding_provenance(store, embedding)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], embedding: Embeddings, **kwargs: Any) -> EdgeVectorStore:
@@ -120,7 +116,7 @@ class EdgeVectorStore(VectorStore):
             batch = slice(start, start + batch_size)
             vectors = self._embedding.embed_documents(texts[batch])
             payloads = [self._payload(*row) for row in zip(texts[batch], metadatas[batch], ids[batch], strict=True)]
-            self.store.upsert([_point_id(i) for i in ids[batch]], vectors, payloads)
+            self.store.upsert([uuid_for(i) for i in ids[batch]], vectors, payloads)
         return ids
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
@@ -141,14 +137,14 @@ class EdgeVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents among ``ids``, in the order given."""
-        found = self.store.payloads([_point_id(str(i)) for i in ids])
-        return [self._document(_point_id(str(i)), found[_point_id(str(i))]) for i in ids if _point_id(str(i)) in found]
+        found = self.store.payloads([uuid_for(str(i)) for i in ids])
+        return [self._document(uuid_for(str(i)), found[uuid_for(str(i))]) for i in ids if uuid_for(str(i)) in found]
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
         """Delete the documents ``ids`` (missing ones are ignored)."""
         if ids is None:
             raise ValueError("EdgeVectorStore.delete needs the ids to delete")
-        self.store.delete([_point_id(str(i)) for i in ids])
+        self.store.delete([uuid_for(str(i)) for i in ids])
         return True
 
     def close(self) -> None:
@@ -160,7 +156,7 @@ class EdgeVectorStore(VectorStore):
 
     def _payload(self, text: str, metadata: dict, document_id: str) -> dict[str, Any]:
         payload = {self.content_payload_key: text, self.metadata_payload_key: metadata}
-        if _point_id(document_id) != document_id:
+        if uuid_for(document_id) != document_id:
             payload[ID_KEY] = document_id
         return payload
 
@@ -170,14 +166,6 @@ class EdgeVectorStore(VectorStore):
             page_content=payload.get(self.content_payload_key, ""),
             metadata=payload.get(self.metadata_payload_key) or {},
         )
-
-
-def _point_id(document_id: str) -> str:
-    """``document_id`` if it is a UUID, else a UUID derived from it."""
-    try:
-        return str(uuid.UUID(document_id))
-    except ValueError:
-        return str(uuid.uuid5(_ID_NAMESPACE, document_id))
 
 
 def _refuse_filters(kwargs: dict[str, Any]) -> None:

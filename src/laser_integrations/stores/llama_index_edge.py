@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
 try:
@@ -34,12 +33,11 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("the LlamaIndex Edge store needs: pip install 'laser-integrations[llamaindex,edge]'") from error
 
-from laser_integrations.provenance import EmbeddingProvenance
-from laser_integrations.stores.edge import EdgeStore
+from laser_integrations.stores.edge import EdgeStore, ensure_embedding_provenance
+from laser_integrations.stores.points import uuid_for
 
 __all__ = ["EdgeVectorStore"]
 
-_ID_NAMESPACE = uuid.UUID("5d0e2b7a-93c4-5f18-8e6a-4b2c1d0f9e3a")
 _DOCUMENT_ID_KEY = "doc_id"  # what LlamaIndex's QdrantVectorStore deletes a document's nodes by
 
 
@@ -56,9 +54,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
         super().__init__(**kwargs)
         self._store = store
         self._embed_model = embed_model
-        provenance = getattr(embed_model, "provenance", None)
-        if isinstance(provenance, EmbeddingProvenance):
-            store.ensure(provenance)
+        ensure_embedding_provenance(store, embed_model)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, embed_model: Any = None, **kwargs: Any) -> EdgeVectorStore:
@@ -85,7 +81,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
             return []
         payloads = [node_to_metadata_dict(n, remove_text=False, flat_metadata=self.flat_metadata) for n in nodes]
         vectors = [node.get_embedding() for node in nodes]
-        self._store.upsert([_point_id(node.node_id) for node in nodes], vectors, payloads)
+        self._store.upsert([uuid_for(node.node_id) for node in nodes], vectors, payloads)
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -96,14 +92,14 @@ class EdgeVectorStore(BasePydanticVectorStore):
         """Delete the nodes ``node_ids`` (metadata filters are not supported on Edge yet)."""
         if filters is not None or node_ids is None:
             raise NotImplementedError("EdgeVectorStore deletes nodes by id only")
-        self._store.delete([_point_id(node_id) for node_id in node_ids])
+        self._store.delete([uuid_for(node_id) for node_id in node_ids])
 
     def get_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> list[BaseNode]:
         """The stored nodes among ``node_ids``, in the order given."""
         if filters is not None or node_ids is None:
             raise NotImplementedError("EdgeVectorStore gets nodes by id only")
-        found = self._store.payloads([_point_id(node_id) for node_id in node_ids])
-        return [metadata_dict_to_node(found[_point_id(i)]) for i in node_ids if _point_id(i) in found]
+        found = self._store.payloads([uuid_for(node_id) for node_id in node_ids])
+        return [metadata_dict_to_node(found[uuid_for(i)]) for i in node_ids if uuid_for(i) in found]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The ``similarity_top_k`` nearest nodes with their cosine similarities."""
@@ -123,11 +119,3 @@ class EdgeVectorStore(BasePydanticVectorStore):
     def close(self) -> None:
         """Flush and close the Edge folder."""
         self._store.close()
-
-
-def _point_id(node_id: str) -> str:
-    """``node_id`` if it is a UUID (LlamaIndex's default), else a UUID derived from it."""
-    try:
-        return str(uuid.UUID(node_id))
-    except ValueError:
-        return str(uuid.uuid5(_ID_NAMESPACE, node_id))

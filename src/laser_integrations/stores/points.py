@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["canonical_id", "point_matrix"]
+__all__ = ["canonical_id", "point_matrix", "uuid_for"]
+
+_ID_NAMESPACE = uuid.UUID("0b8f3c1e-6d2a-5f47-9a3b-2c1d4e5f6a7b")
 
 
 def canonical_id(point_id: str) -> str:
@@ -27,6 +29,18 @@ def canonical_id(point_id: str) -> str:
         raise ValueError(
             f"point id {point_id!r} is not a UUID string; derive one with laser_integrations.qdrant.content_id"
         ) from None
+
+
+def uuid_for(key: str) -> str:
+    """``key`` if it is a UUID (canonical form), else a UUID derived from it: a point id for any framework id.
+
+    >>> uuid_for("doc-1") == uuid_for("doc-1") != uuid_for("doc-2")
+    True
+    """
+    try:
+        return str(uuid.UUID(key))
+    except ValueError:
+        return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
 def point_matrix(ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> np.ndarray:
