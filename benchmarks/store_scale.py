@@ -12,7 +12,7 @@ the writer nor the exact top-10 ever holds the whole matrix. Per store:
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/store_scale.py --points 1000000 --stores edge --folder /tmp/scale
-    python benchmarks/store_scale.py --points 100000 --stores edge,edge-hnsw,local --folder /tmp/scale
+    python benchmarks/store_scale.py --points 100000 --stores edge,edge-int8,edge-hnsw,local --folder /tmp/scale
 """
 
 from __future__ import annotations
@@ -43,11 +43,7 @@ def point_id(row: int) -> str:
 def open_kind(kind: str, folder: Path):
     from laser_integrations.stores import open_store
 
-    if kind == "edge-hnsw":  # the graph build_index left in the folder, searched with 128 candidates
-        from laser_integrations.stores import EdgeStore
-
-        return EdgeStore(folder / kind, hnsw_ef=128)
-    return open_store("local" if kind == "local" else "edge", path=folder / kind)
+    return open_store("local" if kind == "local" else "edge", path=folder / kind)  # Edge finds its index record
 
 
 def ingest(kind: str, folder: Path, points: int, dimension: int, seed: int, batch: int) -> dict:
@@ -64,10 +60,10 @@ def ingest(kind: str, folder: Path, points: int, dimension: int, seed: int, batc
     store.close()
     seconds = time.perf_counter() - started
     result = {"ingest_s": round(seconds, 1), "ingest_per_s": round(points / seconds)}
-    if kind == "edge-hnsw":
+    if kind.startswith("edge-"):
         store = open_kind(kind, folder)
         started = time.perf_counter()
-        store.build_index()
+        store.build_index(kind.removeprefix("edge-"))
         store.close()
         result["index_build_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -140,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000, help="a multiple of 10,000")
     parser.add_argument("--dimension", type=int, default=1024)
-    parser.add_argument("--stores", default="edge", help="comma-separated: edge, edge-hnsw, local")
+    parser.add_argument("--stores", default="edge", help="comma-separated: edge, edge-int8, edge-hnsw, local")
     parser.add_argument("--folder", type=Path, required=True, help="an empty folder per run (one per store)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--queries", type=int, default=50)

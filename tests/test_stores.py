@@ -25,6 +25,7 @@ from laser_integrations.stores import (
     open_store,
 )
 from laser_integrations.stores.capacity import LOCAL_MODE_WARN_POINTS, local_mode_max_points
+from laser_integrations.stores.edge_index import index_record
 
 PROVENANCE = EmbeddingProvenance("smollm2", 3, "Instruct: t\nQuery: ", 8, "plain", max_seq_length=128)
 SRC = str(Path(__file__).parents[1] / "src")
@@ -259,22 +260,28 @@ def test_an_edge_snapshot_restores_into_a_new_folder_with_its_points_and_provena
         restore_snapshot(snapshot, tmp_path / "copy")
 
 
-def test_an_hnsw_index_is_opt_in_and_searched_after_reopening_with_hnsw_ef(tmp_path):
+@pytest.mark.parametrize(("kind", "options"), [("hnsw", {"hnsw_ef": 256}), ("int8", {})])
+def test_a_search_index_is_opt_in_recorded_in_the_folder_and_close_to_exact(kind, options, tmp_path):
     ids, vectors = point_ids(3_000), unit_vectors(3_000, 32, seed=3)
+    samples = range(0, 3_000, 150)
+    exact = [{ids[j] for j in brute_force_top(vectors, vectors[i], 10)} for i in samples]
     with EdgeStore(tmp_path / "shard") as store:
         store.ensure(EmbeddingProvenance("m", 3, "", 32, "plain"))
         store.upsert(ids, vectors, [{}] * 3_000)
-        store.build_index(hnsw_ef=256)
-        assert store.search(vectors[5], limit=1)[0].id == ids[5]
+        assert store.index is None
+        store.build_index(kind, **options)
+        assert store.index["kind"] == kind
         assert store.present(ids[:3]) == set(ids[:3])  # the folder is this process's again
-    with EdgeStore(tmp_path / "shard", hnsw_ef=256) as store:
-        found = [{hit.id for hit in store.search(vectors[i])} for i in range(0, 3_000, 150)]
-        exact = [{ids[j] for j in brute_force_top(vectors, vectors[i], 10)} for i in range(0, 3_000, 150)]
-        assert np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)]) >= 0.9
+    with EdgeStore(tmp_path / "shard") as store:
+        assert store.index == index_record(kind, **options)
+        found = [{hit.id for hit in store.search(vectors[i])} for i in samples]
+        assert np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)]) >= 0.95
         assert store.count() == 3_000
+    with EdgeStore(tmp_path / "shard", exact=True) as store:
+        assert [{hit.id for hit in store.search(vectors[i])} for i in samples] == exact
 
 
-async def test_an_hnsw_index_builds_off_the_event_loop(tmp_path):
+async def test_a_search_index_builds_off_the_event_loop(tmp_path):
     import asyncio
 
     with EdgeStore(tmp_path / "shard") as store:

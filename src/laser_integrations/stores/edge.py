@@ -41,14 +41,18 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from laser_integrations.provenance import EmbeddingProvenance, ProvenanceMismatchError, check_provenance
 from laser_integrations.stores.base import Hit, StoreLockedError
+from laser_integrations.stores.edge_index import build_command, index_record, search_params
 from laser_integrations.stores.folder_lock import FolderLock
 from laser_integrations.stores.points import canonical_id, point_matrix
 from laser_integrations.validation import positive_int
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "PROVENANCE_FILE", "EdgeStore", "ensure_embedding_provenance"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "INDEX_FILE", "PROVENANCE_FILE", "EdgeStore", "ensure_embedding_provenance"]
 
 PROVENANCE_FILE = "laser_provenance.json"
 """The provenance record beside the shard, in the shard's folder."""
+
+INDEX_FILE = "laser_index.json"
+"""The search index :meth:`EdgeStore.build_index` built, so a reopened store searches through it."""
 
 DEFAULT_FLUSH_EVERY = 50_000
 """Points between automatic flushes: each flush lets Edge drop the write-ahead log written before it."""
@@ -64,8 +68,7 @@ class EdgeStore:
         dimension: The vector size, for a store filled without a provenance (framework tests, raw vectors);
             with a provenance, :meth:`ensure` sets it.
         flush_every: Flush after this many upserted points, so the write-ahead log stays bounded.
-        hnsw_ef: Search through the HNSW graph :meth:`build_index` built, with this many candidates;
-            ``None`` (the default): exact search.
+        exact: Search exactly even where :meth:`build_index` recorded an index in the folder.
 
     Raises:
         StoreLockedError: Another process (or another open ``EdgeStore`` here) has the folder open.
@@ -77,16 +80,17 @@ class EdgeStore:
         *,
         dimension: int | None = None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
-        hnsw_ef: int | None = None,
+        exact: bool = False,
     ) -> None:
         self._path = Path(path)
         self._flush_every = positive_int("flush_every", flush_every)
         self._lock: FolderLock | None = FolderLock.acquire(self._path, "Edge folder")
         self._unflushed = 0
-        self._hnsw_ef = None if hnsw_ef is None else positive_int("hnsw_ef", hnsw_ef)
+        self._exact = exact
         try:
             self._shard: edge.EdgeShard | None = self._load() if (self._path / _SHARD_CONFIG).exists() else None
             self._provenance = self._read_provenance()
+            self._index = _read_json(self._path / INDEX_FILE)
         except BaseException:
             self._release()
             raise
@@ -169,8 +173,7 @@ class EdgeStore:
         """The ``limit`` nearest points by cosine similarity, best first (exact unless :meth:`build_index` ran)."""
         if self._shard is None:
             return []
-        exact = self._hnsw_ef is None
-        params = edge.SearchParams(exact=True) if exact else edge.SearchParams(hnsw_ef=self._hnsw_ef)
+        params = search_params(None if self._exact else self._index)
         request = edge.QueryRequest(
             limit=positive_int("limit", limit),
             query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
@@ -210,32 +213,40 @@ class EdgeStore:
             self._shard.flush()
         self._unflushed = 0
 
-    def build_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> None:
-        """Build an HNSW graph over the stored points and search through it from now on (opt-in).
+    @property
+    def index(self) -> dict[str, Any] | None:
+        """The search index :meth:`build_index` recorded in the folder (``None``: exact search only)."""
+        return self._index
 
-        Slow (minutes for 100k 1024-dim points on 2 cores), and Edge's ``optimize()`` holds the GIL, so it
-        runs in a child process while this one waits (use :meth:`abuild_index` from async code). The graph
-        stays in the folder: reopen with ``EdgeStore(path, hnsw_ef=...)`` to search through it again. Its
-        recall on random 1024-dim vectors is low (see the README's store table): measure it on your vectors.
+    def build_index(self, kind: str = "int8", **options: Any) -> None:
+        """Build a search index over the stored points and search through it from now on (opt-in).
+
+        ``kind`` is ``"int8"`` (quantized full scan, rescored: ``oversampling=2.0``) or ``"hnsw"`` (a graph:
+        ``m=16, ef_construct=100, hnsw_ef=128``); see :mod:`~laser_integrations.stores.edge_index` for what
+        each costs. Edge's ``optimize()`` holds the GIL for minutes, so the build runs in a child process
+        while this one waits (:meth:`abuild_index` from async code). The index is recorded in the folder and
+        used by every later ``EdgeStore`` on it (``exact=True`` to bypass it).
         """
-        command = self._hand_over_for_index(m, ef_construct)
+        record = index_record(kind, **options)
+        command = self._hand_over_for_index(record)
         try:
             child = subprocess.run(command, capture_output=True, text=True, check=False)
         finally:
             self._take_back()
-        self._finish_index(child.returncode, child.stderr, hnsw_ef)
+        self._finish_index(child.returncode, child.stderr, record)
 
-    async def abuild_index(self, *, m: int = 16, ef_construct: int = 100, hnsw_ef: int = 128) -> None:
+    async def abuild_index(self, kind: str = "int8", **options: Any) -> None:
         """:meth:`build_index` without blocking the event loop (do not use the store until it returns)."""
         import asyncio
 
-        command = self._hand_over_for_index(m, ef_construct)
+        record = index_record(kind, **options)
+        command = self._hand_over_for_index(record)
         try:
             child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             _, stderr = await child.communicate()
         finally:
             self._take_back()
-        self._finish_index(child.returncode, stderr.decode(errors="replace"), hnsw_ef)
+        self._finish_index(child.returncode, stderr.decode(errors="replace"), record)
 
     def close(self) -> None:
         """Flush, close the shard and release the folder; idempotent."""
@@ -258,11 +269,9 @@ class EdgeStore:
 
     # -- internals -----------------------------------------------------------------------------------------
 
-    def _hand_over_for_index(self, m: int, ef_construct: int) -> list[str]:
-        from laser_integrations.stores.edge_index import build_hnsw_command
-
+    def _hand_over_for_index(self, record: dict[str, Any]) -> list[str]:
         self._open()
-        command = build_hnsw_command(str(self._path), self._require_dimension(), m, ef_construct)
+        command = build_command(str(self._path), self._require_dimension(), record)
         self.close()
         return command
 
@@ -270,10 +279,11 @@ class EdgeStore:
         self._lock = FolderLock.acquire(self._path, "Edge folder")
         self._shard = self._load()
 
-    def _finish_index(self, returncode: int | None, stderr: str, hnsw_ef: int) -> None:
+    def _finish_index(self, returncode: int | None, stderr: str, record: dict[str, Any]) -> None:
         if returncode != 0:
-            raise RuntimeError(f"building the HNSW index of {self.description} failed: {stderr.strip()[-2000:]}")
-        self._hnsw_ef = positive_int("hnsw_ef", hnsw_ef)
+            raise RuntimeError(f"building the {record['kind']} index of {self.description} failed: {stderr[-2000:]}")
+        _write_json_atomically(self._path / INDEX_FILE, record)
+        self._index = record
 
     def _load(self) -> edge.EdgeShard:
         try:
@@ -332,6 +342,10 @@ def ensure_embedding_provenance(store: EdgeStore, embeddings: Any) -> None:
     provenance = getattr(embeddings, "provenance", None)
     if isinstance(provenance, EmbeddingProvenance):
         store.ensure(provenance)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
