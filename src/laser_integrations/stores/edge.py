@@ -5,10 +5,11 @@ segments, a write-ahead log, memory-mapped vectors, the server's data format. On
 (Edge has no collections). Beside the shard the folder holds:
 
 - ``laser_provenance.json``: the embedding provenance, written atomically and checked before the first write;
-- ``.laser.lock``: an OS lock, so a second process opening the folder is refused at once.
+- ``.laser.lock``: an OS lock, so a second process opening the folder is refused at once;
+- ``laser_index.json``: the search index :meth:`EdgeStore.build_index` built, if any.
 
 Search is exact (brute force over memory-mapped vectors) by default. :meth:`EdgeStore.build_index` opts
-into an HNSW graph.
+into an int8-quantized scan or an HNSW graph (:mod:`~laser_integrations.stores.edge_index`).
 
 Example:
     >>> import tempfile
