@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from laser_integrations import load_model
 from laser_integrations.cli import build_parser
 from laser_integrations.training import TrainConfig, merge_adapters, train
+from laser_integrations.training.recipe import last_checkpoint
 
 TOPICS = [
     ("sky", "Rayleigh scattering makes the sky blue."),
@@ -138,3 +139,62 @@ def test_bad_recipe_values_fail_before_training(tiny_dirs, tmp_path):
         train(tiny_config(tiny_dirs, tmp_path, bf16=True), train_dataset=rows)
     with pytest.raises(ValueError, match="row 0 has 1 negative passage"):
         train(tiny_config(tiny_dirs, tmp_path, group_size=3), train_dataset=rows)
+
+
+class KilledAfter(TrainerCallback):
+    """Stands for a kill -9 between two checkpoints: the run dies after ``step`` without saving it."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("killed")
+
+
+class StepsRun(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_at_the_same_loss(tiny_dirs, tmp_path):
+    rows = synthetic_rows()
+    options = dict(max_steps=6, save_steps=2, lora_dropout=0.1, per_device_train_batch_size=2, merge=False)
+    straight = train(tiny_config(tiny_dirs, tmp_path / "straight", **options), train_dataset=rows)
+
+    resumed_config = tiny_config(tiny_dirs, tmp_path / "resumed", **options)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(resumed_config, train_dataset=rows, callbacks=[KilledAfter(5)])
+    checkpoints = tmp_path / "resumed" / "trained" / "checkpoints"
+    assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-4")
+    (checkpoints / "checkpoint-6").mkdir()  # a save cut short: no trainer_state.json, so not a checkpoint
+    assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-4")
+    (checkpoints / "checkpoint-6").rmdir()
+    steps_run = StepsRun()
+    resumed = train(resumed_config, train_dataset=rows, callbacks=[steps_run])
+    assert steps_run.steps == [5, 6]  # continued after checkpoint-4 instead of starting over
+
+    def logs(folder):
+        history = json.loads((folder / "trained" / "trainer_state.json").read_text())["log_history"]
+        return {entry["step"]: entry for entry in history if "loss" in entry}
+
+    straight_logs, resumed_logs = logs(tmp_path / "straight"), logs(tmp_path / "resumed")
+    assert sorted(resumed_logs) == list(range(1, 7))
+    for term in ("loss", "loss_latent", "loss_explicit", "loss_output_kl", "loss_trajectory_kl"):
+        assert resumed_logs[6][term] == pytest.approx(straight_logs[6][term], abs=1e-5)
+    for before, after in zip(embed(straight), embed(resumed), strict=True):
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+    assert not np.allclose(resumed_logs[6]["loss"], resumed_logs[1]["loss"], atol=1e-3)  # it did train
+
+
+def test_no_resume_starts_over(tiny_dirs, tmp_path):
+    config = tiny_config(tiny_dirs, tmp_path, max_steps=2, save_steps=1, merge=False, resume=False)
+    train(config, train_dataset=synthetic_rows())
+    steps_run = StepsRun()
+    train(config, train_dataset=synthetic_rows(), callbacks=[steps_run])
+    assert steps_run.steps == [1, 2]
+    history = json.loads((tmp_path / "trained" / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2]

@@ -240,6 +240,7 @@ def split_columns(
     features_list: Sequence[dict[str, Tensor]], *, needs_explicit: bool
 ) -> tuple[dict[str, Tensor], list[dict[str, Tensor]], dict[str, Tensor] | None]:
     """Split the trainer's per-column features into (query, passage columns, explicit view or None)."""
+    features_list = without_prefix_cache(features_list)
     latent = [features for features in features_list if not is_explicit(features)]
     explicit = [as_explicit_features(features) for features in features_list if is_explicit(features)]
     if len(latent) < 2:
@@ -256,3 +257,21 @@ def split_columns(
             "column), or pass explicit_view=False for the pure latent contrastive ablation"
         )
     return latent[0], latent[1:], explicit[0] if explicit else None
+
+
+PREFIX_CACHE_KEYS = ("prefix_input_ids", "prefix_rows")
+
+
+def without_prefix_cache(features_list: Sequence[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """The columns without the inference-only prefix-cache features.
+
+    The collator tokenizes with the module's mode at that moment, and the trainer's checkpoint save (its model
+    card encodes examples) leaves the module in eval mode, so batches collated right after a save carry
+    ``prefix_input_ids``. The trainer then mistakes that key for a column of its own (``*_input_ids``).
+    """
+    cleaned = []
+    for features in features_list:
+        if features.get("input_ids") is not None and features["input_ids"].dim() == 1:
+            continue  # the phantom "<column>_prefix_" column
+        cleaned.append({key: value for key, value in features.items() if key not in PREFIX_CACHE_KEYS})
+    return cleaned

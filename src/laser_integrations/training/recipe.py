@@ -78,6 +78,8 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2
+    resume: bool = True
+    """Continue from the last checkpoint in ``output_dir/checkpoints`` when there is one (a killed run resumes)."""
     seed: int = 42
     device: str | None = None
     report_to: str = "none"
@@ -88,6 +90,7 @@ def train(
     *,
     train_dataset: Any = None,
     model: SentenceTransformer | None = None,
+    callbacks: list[Any] | None = None,
 ) -> SentenceTransformer:
     """Train a LaSER retriever with the recipe in ``config`` and save it to ``config.output_dir``.
 
@@ -95,6 +98,7 @@ def train(
         config: The recipe; its defaults are the released one.
         train_dataset: Raw LaSER rows (a ``datasets.Dataset`` or a list of dicts); default: ``config.data``.
         model: A ready LaSER ``SentenceTransformer``; default: ``load_model(config.model, ...)``.
+        callbacks: ``transformers.TrainerCallback`` objects for the trainer (progress, early stopping ...).
 
     Returns:
         The trained model (adapters merged when ``config.lora and config.merge``), also saved to
@@ -164,8 +168,11 @@ def train(
         report_to=config.report_to,
         use_cpu=config.device == "cpu",
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    trainer.train()
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
+    checkpoint = last_checkpoint(args.output_dir) if config.resume else None
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
 
     if config.lora and config.merge:
         merge_adapters(model)
@@ -173,6 +180,20 @@ def train(
     trainer.state.save_to_json(str(Path(config.output_dir) / "trainer_state.json"))  # the per-term training logs
     logger.info("saved the trained LaSER model to %s", config.output_dir)
     return model
+
+
+def last_checkpoint(checkpoints_dir: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` folder the trainer wrote under ``checkpoints_dir``, or ``None``.
+
+    The trainer writes ``trainer_state.json`` last, so a folder without it is a save cut short by a kill.
+    """
+    folder = Path(checkpoints_dir)
+    steps = []
+    for candidate in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = candidate.name.removeprefix("checkpoint-")
+        if step.isdigit() and (candidate / "trainer_state.json").is_file():
+            steps.append((int(step), candidate))
+    return str(max(steps)[1]) if steps else None
 
 
 def add_lora(model: SentenceTransformer, config: TrainConfig | None = None) -> None:
