@@ -104,6 +104,12 @@ def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
     if spec.lower() == DEMO_MODEL:
         path = demo_model_path()
         return ModelSource("gguf", str(path.parent), gguf_file=path.name, name=DEMO_MODEL)
+    # --- shipped base + LoRA adapter models, merged once and cached (laser_integrations.shipped, issue 20) ---
+    from laser_integrations.shipped import is_shipped, merged_checkpoint
+
+    if is_shipped(spec):
+        return ModelSource("transformers", merged_checkpoint(spec, demo_checkpoint), name=spec.lower())
+    # --- end of shipped models ---
     if spec.lower() in MODEL_ALIASES:
         return _hub_source(MODEL_ALIASES[spec.lower()], hub_kwargs)
 
