@@ -225,11 +225,17 @@ def test_open_store_names_what_is_wrong(kind, kwargs, message):
         open_store(kind, **kwargs)
 
 
-def test_local_mode_refuses_an_edge_folder(tmp_path):
+def test_local_mode_and_edge_refuse_each_others_folders(tmp_path):
     with open_store("edge", path=tmp_path / "shard") as store:
         store.ensure(PROVENANCE)
-    with pytest.raises(ValueError, match="--store edge"):
+    with pytest.raises(ValueError, match="is a Qdrant Edge folder; open it with the edge store"):
         open_store("local", path=tmp_path / "shard")
+    with open_store("local", path=tmp_path / "local") as store:
+        store.ensure(PROVENANCE)
+    before = sorted(path.name for path in (tmp_path / "local").iterdir())
+    with pytest.raises(ValueError, match="is a qdrant-client local-mode folder; open it with --store local"):
+        open_store("edge", path=tmp_path / "local")
+    assert sorted(path.name for path in (tmp_path / "local").iterdir()) == before
 
 
 def test_ids_must_be_uuids(tmp_path):

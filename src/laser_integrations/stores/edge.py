@@ -73,6 +73,7 @@ class EdgeStore:
 
     Raises:
         StoreLockedError: Another process (or another open ``EdgeStore`` here) has the folder open.
+        ValueError: ``path`` is a qdrant-client local-mode folder.
     """
 
     def __init__(
@@ -85,6 +86,8 @@ class EdgeStore:
     ) -> None:
         self._path = Path(path)
         self._flush_every = positive_int("flush_every", flush_every)
+        if (self._path / "meta.json").exists() and (self._path / "collection").is_dir():
+            raise ValueError(f"{self._path} is a qdrant-client local-mode folder; open it with --store local")
         self._lock: FolderLock | None = FolderLock.acquire(self._path, "Edge folder")
         self._unflushed = 0
         self._exact = exact
