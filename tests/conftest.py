@@ -11,6 +11,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Exactness is tested in float32: no bf16 CPU default here (tests/test_dtype.py tests that default itself).
+os.environ["LASER_CPU_BF16"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny import build_llama, build_qwen3, build_tokenizer  # noqa: E402

@@ -45,9 +45,20 @@ def cache_root(cache_folder: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("LASER_CACHE") or Path.home() / ".cache" / "laser_integrations")
 
 
-BF16_DEFAULT_ON_NATIVE_CPUS = False
-"""Whether ``dtype=None``/``"auto"`` picks bfloat16 on a CPU that does bf16 natively. Off: the quality gate
-(``benchmarks/bf16_quality.py``, issue 21) did not pass on pyref, so CPUs stay float32 unless asked."""
+BF16_DEFAULT_ON_NATIVE_CPUS = True
+"""Whether ``dtype=None``/``"auto"`` picks bfloat16 on a CPU that does bf16 natively. On: the quality gate
+(``benchmarks/bf16_quality.py`` on pyref, issue 21) found no mode losing nDCG@10 and every paired interval
+including zero. ``LASER_CPU_BF16=0`` in the environment keeps float32 (the test suite sets it)."""
+
+CPU_BF16_ENV = "LASER_CPU_BF16"
+"""Set to ``0`` (``false``, ``no``, ``off``) to keep float32 as the CPU default even where bf16 is native."""
+
+
+def cpu_bf16_default() -> bool:
+    """Whether a CPU with native bf16 gets bfloat16 by default: :data:`BF16_DEFAULT_ON_NATIVE_CPUS`, unless
+    ``$LASER_CPU_BF16`` switches it off."""
+    switched_off = os.environ.get(CPU_BF16_ENV, "").strip().lower() in {"0", "false", "no", "off"}
+    return BF16_DEFAULT_ON_NATIVE_CPUS and not switched_off
 
 
 def cpu_bf16_features() -> list[str]:
@@ -71,8 +82,8 @@ def dtype_choice(dtype: DTypeLike, device: str | torch.device | None = None) -> 
     """The weights dtype for ``dtype`` on ``device``, and why, in words (what the CLI prints).
 
     An explicit dtype always wins. ``None`` and ``"auto"`` mean the device's default: bfloat16 on CUDA;
-    on a CPU, bfloat16 where it does bf16 natively (:func:`cpu_bf16_features`) and
-    :data:`BF16_DEFAULT_ON_NATIVE_CPUS` is on, float32 otherwise. ``device=None`` means CUDA when available.
+    on a CPU, bfloat16 where it does bf16 natively (:func:`cpu_bf16_features`) unless switched off
+    (:func:`cpu_bf16_default`), float32 otherwise. ``device=None`` means CUDA when available.
 
     >>> dtype_choice("bfloat16", "cpu")
     (torch.bfloat16, 'asked for')
@@ -92,9 +103,10 @@ def dtype_choice(dtype: DTypeLike, device: str | torch.device | None = None) -> 
     features = cpu_bf16_features()
     if not features:
         return torch.float32, "default on a CPU without native bf16"
-    if BF16_DEFAULT_ON_NATIVE_CPUS:
-        return torch.bfloat16, f"default on a CPU with native bf16 ({', '.join(features)})"
-    return torch.float32, f"default on CPU; this one has {', '.join(features)}: --dtype bfloat16 is faster, less exact"
+    native = ", ".join(features)
+    if cpu_bf16_default():
+        return torch.bfloat16, f"default on a CPU with native bf16 ({native}); --dtype float32 for float32"
+    return torch.float32, f"default on CPU with {CPU_BF16_ENV}=0; this one has {native}"
 
 
 def resolve_dtype(dtype: DTypeLike, device: str | torch.device | None = None) -> torch.dtype:
