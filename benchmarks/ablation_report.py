@@ -115,25 +115,14 @@ def targets(table: dict, differences: list[dict]) -> list[dict]:
     out.append(
         _target("LaSER K=3 >= 2x base K=3 on the held-out split", None if None in (laser, base) else laser >= 2 * base)
     )
-    pyref = diff("pyref", "laser K=3", "base K=3")
-    out.append(_target("LaSER K=3 beats base K=3 on pyref", None if pyref is None else pyref["mean"] > 0, pyref))
+    ahead_of = [("pyref", "laser K=3", "base K=3", "LaSER K=3 beats base K=3 on pyref")]
     for dataset in (heldout, "pyref"):
-        ahead = diff(dataset, "laser K=3", "contrastive K=3")
-        out.append(
-            _target(
-                f"LaSER ahead of contrastive-only at K=3 on {dataset}",
-                None if ahead is None else ahead["mean"] > 0,
-                ahead,
-            )
-        )
-        thinking = diff(dataset, "laser K=3", "laser K=1")
-        out.append(
-            _target(
-                f"trained LaSER K=3 ahead of its K=1 on {dataset}",
-                None if thinking is None else thinking["mean"] > 0,
-                thinking,
-            )
-        )
+        name = f"LaSER ahead of contrastive-only at K=3 on {dataset}"
+        ahead_of.append((dataset, "laser K=3", "contrastive K=3", name))
+        ahead_of.append((dataset, "laser K=3", "laser K=1", f"trained LaSER K=3 ahead of its K=1 on {dataset}"))
+    for dataset, a, b, name in ahead_of:
+        interval = diff(dataset, a, b)
+        out.append(_target(name, None if interval is None else interval["mean"] > 0, interval))
     return out
 
 

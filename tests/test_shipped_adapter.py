@@ -15,7 +15,8 @@ from laser_integrations import load_model
 from laser_integrations import shipped as shipped_module
 from laser_integrations.backbone import ModelLoadError
 from laser_integrations.provenance import model_name
-from laser_integrations.training import TrainConfig, train
+from laser_integrations.training import train
+from test_training_run import tiny_config
 
 TEXTS = ["why is the sky blue", "Python evaluates default arguments once.", "Photosynthesis stores light energy."]
 ROWS = [
@@ -58,19 +59,7 @@ def test_the_shipped_adapter_loads_offline_and_equals_a_peft_merged_reference(
     tiny_dirs, tmp_path, offline, monkeypatch
 ):
     base = str(tiny_dirs["qwen3"])
-    config = TrainConfig(
-        model=base,
-        output_dir=str(tmp_path / "trained"),
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        learning_rate=5e-3,
-        warmup_ratio=0.0,
-        per_device_train_batch_size=4,
-        max_steps=2,
-        merge=False,
-        device="cpu",
-    )
+    config = tiny_config(tiny_dirs, tmp_path, max_steps=2, merge=False, lora_r=4, lora_alpha=8)
     trained = train(config, train_dataset=ROWS)
     shipped = tmp_path / "adapters" / "smollm2-laser"
     shipped.mkdir(parents=True)
