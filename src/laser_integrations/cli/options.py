@@ -56,7 +56,10 @@ def add_model_options(
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: auto)")
     parser.add_argument(
-        "--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on CUDA, fp32 on CPU)"
+        "--dtype",
+        default=None,
+        help="bfloat16, float16, float32 or auto (default auto: bf16 on CUDA and on CPUs with native bf16, "
+        "avx512_bf16 or AMX; float32 elsewhere, or with LASER_CPU_BF16=0)",
     )
 
 
