@@ -10,6 +10,10 @@ with the minimum cosine between the two servers' vectors for the same queries. A
 
     python benchmarks/serve.py                       # offline SmolLM2 on CPU, 1 torch thread per server
     python benchmarks/serve.py --model laser-qwen3 --device cuda --threads 0 --no-write
+
+With ``--big-input-mb N`` it measures instead what one client's huge input costs the others (issue 19): the
+p50/p95 of one-text requests on an idle server, then while N MB ``truncate: true`` requests are sent back to
+back, the huge requests' own times, and the server's resident memory (printed only).
 """
 
 from __future__ import annotations
@@ -218,6 +222,75 @@ def report(results: dict, args: argparse.Namespace, servers: list[Server], wall:
     return "\n".join(lines)
 
 
+def one_text_latencies(server: Server, count: int) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=server.url, timeout=600) as client:
+        for number in range(count):
+            started = time.perf_counter()
+            client.post("/v1/embeddings", json={"input": [query(number)]}).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def memory_mb(server: Server) -> tuple[float, float]:
+    """The server process's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
+    fields = {}
+    with open(f"/proc/{server.process.pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            fields[name] = float(value.split()[0]) / 1024 if name in ("VmRSS", "VmHWM") else None
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def big_input_check(args: argparse.Namespace) -> str:
+    """One-text latency idle and while ``--big-input-mb`` truncated requests run back to back."""
+    server = Server("coalesced", args, 32)
+    big = ('{"truncate": true, "input": "' + "word " * int(args.big_input_mb * 2**20 / 5) + '"}').encode()
+    try:
+        one_text_latencies(server, 4)  # warm up
+        before = memory_mb(server)
+        idle = one_text_latencies(server, args.min_requests)
+        done: list[float] = []
+        measuring = threading.Event()
+        measuring.set()
+
+        def send_big() -> None:
+            with httpx.Client(base_url=server.url, timeout=600) as client:
+                while measuring.is_set() and len(done) < 1000:
+                    started = time.perf_counter()
+                    headers = {"content-type": "application/json"}
+                    client.post("/v1/embeddings", content=big, headers=headers).raise_for_status()
+                    done.append(time.perf_counter() - started)
+
+        sender = threading.Thread(target=send_big)
+        sender.start()
+        try:
+            loaded = one_text_latencies(server, args.min_requests)
+        finally:
+            measuring.clear()
+            sender.join(timeout=600)
+        after = memory_mb(server)
+    finally:
+        server.stop()
+
+    def cell(values: list[float]) -> str:
+        return f"{np.percentile(values, 50) * 1000:.1f} / {np.percentile(values, 95) * 1000:.1f}"
+
+    return "\n".join([
+        f"Command: `{' '.join(['python', 'benchmarks/serve.py', *sys.argv[1:]])}` ({os.cpu_count()} CPUs, "
+        f"1-minute load average {os.getloadavg()[0]:.1f})",
+        "",
+        "| one-text requests | p50 / p95 (ms) |",
+        "|---|---|",
+        f"| idle server ({len(idle)}) | {cell(idle)} |",
+        f"| while {args.big_input_mb:g} MB truncated requests run back to back ({len(loaded)}) | {cell(loaded)} |",
+        "",
+        f"{len(done)} {args.big_input_mb:g} MB truncated requests: median {statistics.median(done):.2f} s, "
+        f"max {max(done):.2f} s. Server memory (MiB): {before[0]:.0f} resident before, {after[0]:.0f} after, "
+        f"peak {after[1]:.0f}.",
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2", help="model spec (default: the offline SmolLM2 demo model)")
@@ -229,7 +302,11 @@ def main() -> None:
     parser.add_argument("--min-requests", type=int, default=8, help="fewest requests per run (8)")
     parser.add_argument("--max-requests", type=int, default=128, help="most requests per run (128)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--big-input-mb", type=float, default=None, help="measure huge inputs instead (prints)")
     args = parser.parse_args()
+    if args.big_input_mb:
+        print(big_input_check(args))
+        return
     load = os.getloadavg()[0]
     started = time.perf_counter()
     servers = [Server("coalesced", args, 32), Server("anchor", args, 1)]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
-import statistics
 import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -62,36 +60,41 @@ def test_a_lone_surrogate_is_a_400_naming_the_item(server, path, truncate):
     assert health.status_code == 200
 
 
-ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
-"""Any code points, lone surrogates included (Hypothesis leaves them out by default)."""
+CHARACTERS = st.characters(codec=None, exclude_categories=())
+SURROGATES = st.sampled_from("\ud800\udbff\udc00\udfff")
+ANY_TEXT = st.lists(CHARACTERS, max_size=40).map("".join) | st.lists(CHARACTERS | SURROGATES, max_size=40).map("".join)
+"""Any code points; half the texts may hold lone surrogates (Hypothesis's own text() never does)."""
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | ANY_TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
     max_leaves=6,
 )
-FIELDS = {
-    "input_type": st.sampled_from(["query", "document"]) | JSON_VALUES,
-    "num_thinking_steps": st.integers(-2, 6) | JSON_VALUES,
-    "instruction": ANY_TEXT | JSON_VALUES,
-    "truncate": st.booleans() | JSON_VALUES,
+WELL_FORMED = {  # the right types, any text: these reach the tokenizer and the model
+    "input_type": st.sampled_from(["query", "document"]),
+    "num_thinking_steps": st.integers(1, 4),
+    "instruction": ANY_TEXT,
+    "truncate": st.booleans(),
     "model": st.sampled_from(["tiny", "tiny:query", "tiny:document"]) | ANY_TEXT,
-    "encoding_format": st.sampled_from(["float", "base64"]) | JSON_VALUES,
-    "dimensions": st.integers(0, 100) | JSON_VALUES,
-    "prompt_name": st.sampled_from(["query", "document"]) | ANY_TEXT,
-    "normalize": st.booleans() | JSON_VALUES,
-    "truncation_direction": st.sampled_from(["right", "left"]) | JSON_VALUES,
     "user": ANY_TEXT,
 }
-INPUTS = ANY_TEXT | st.lists(ANY_TEXT, max_size=4) | JSON_VALUES
+TEI_ONLY = {"prompt_name": st.sampled_from(["query", "document"]) | ANY_TEXT, "normalize": st.booleans()}
+TEXTS = ANY_TEXT | st.lists(ANY_TEXT, min_size=1, max_size=4)
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, object]:
     path = draw(st.sampled_from(ROUTES))
-    body = draw(st.fixed_dictionaries({}, optional={field(path): INPUTS, **FIELDS}))
-    if draw(st.booleans()):
-        body.update(draw(st.dictionaries(ANY_TEXT, JSON_VALUES, max_size=2)))
-    return path, draw(st.just(body) | JSON_VALUES)
+    fields = dict(WELL_FORMED)
+    if path == "/v1/embeddings":
+        fields["encoding_format"] = st.sampled_from(["float", "base64"])
+    else:
+        del fields["model"], fields["user"]
+        fields.update(TEI_ONLY)
+    body = draw(st.fixed_dictionaries({field(path): TEXTS}, optional=fields))
+    if draw(st.integers(0, 3)) == 0:  # sometimes anything at all: wrong types, unknown keys, no object
+        junk = st.dictionaries(st.sampled_from([*fields, field(path)]) | ANY_TEXT, JSON_VALUES, max_size=3)
+        return path, draw(junk.map(lambda extra: {**body, **extra}) | JSON_VALUES)
+    return path, body
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -129,43 +132,6 @@ def test_truncate_cuts_a_text_over_the_character_cap_as_the_model_cuts_the_whole
     with httpx.Client(base_url=server.url, timeout=60) as client:
         vectors = client.post("/embed", json={"inputs": [text, "short"], "truncate": True}).json()
     assert_same_vectors(vectors, tiny_model.encode_document([text, "short"]))
-
-
-def one_text_latencies(url: str, count: int) -> list[float]:
-    latencies = []
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for number in range(count):
-            started = time.perf_counter()
-            assert client.post("/v1/embeddings", json={"input": f"why is the sky blue {number}"}).status_code == 200
-            latencies.append(time.perf_counter() - started)
-    return latencies
-
-
-def p95(values: list[float]) -> float:
-    return float(np.percentile(values, 95))
-
-
-def test_one_text_requests_keep_their_latency_while_a_4_mb_truncated_request_runs(server):
-    idle = one_text_latencies(server.url, 40)
-    big = {"input": "word " * 800_000, "truncate": True}
-    done: list[float] = []
-
-    def send_big() -> None:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            for _ in range(3):
-                started = time.perf_counter()
-                assert client.post("/v1/embeddings", json=big).status_code == 200
-                done.append(time.perf_counter() - started)
-
-    sender = threading.Thread(target=send_big)
-    sender.start()
-    loaded = one_text_latencies(server.url, 40)
-    sender.join(timeout=120)
-    assert len(done) == 3
-    print(f"idle p95 {p95(idle) * 1000:.1f} ms, loaded p95 {p95(loaded) * 1000:.1f} ms, 4 MB requests "
-          f"{statistics.median(done):.2f} s median")  # fmt: skip
-    # 2x the idle p95, with 50 ms of slack for scheduling noise on a shared 2-core machine.
-    assert p95(loaded) <= 2 * p95(idle) + 0.05
 
 
 # -- 9: a client that leaves stops costing forward passes -------------------------------------------------------

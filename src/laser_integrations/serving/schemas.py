@@ -46,7 +46,7 @@ def checked_inputs(value: Any, field: str) -> list[str]:
     ValueError: input is an empty list: send a string or a non-empty list of strings
     """
     if isinstance(value, str):
-        return [value]
+        return [valid_unicode(value, f"{field}[0]")]
     if not isinstance(value, list):
         raise ValueError(f"{field} must be a string or a list of strings, got {_json_type(value)}")
     if not value:
