@@ -28,6 +28,7 @@ from laser_integrations.cli.options import (
 from laser_integrations.indexing.duplicates import ON_DUPLICATE
 from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, CapacityWarning
 from laser_integrations.indexing.sources import MAX_PAYLOAD_CHARS
+from laser_integrations.stores import STORE_KINDS
 
 if TYPE_CHECKING:
     from laser_integrations.stores import Store
@@ -56,7 +57,7 @@ def register(subparsers: Any) -> None:
     where = parser.add_argument_group("store")
     where.add_argument(
         "--store",
-        choices=["edge", "local", "server"],
+        choices=list(STORE_KINDS),
         default=None,
         help="edge: a Qdrant Edge folder, millions of points (default); local: qdrant-client's local mode, up to "
         "20,000 points; server: a Qdrant server or cluster (default with --qdrant-url)",

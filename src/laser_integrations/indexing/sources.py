@@ -1,9 +1,9 @@
 """Corpus readers for ``laser index``: JSONL, Parquet, a BEIR folder or a saved Hugging Face dataset, streamed.
 
 A :class:`Source` is a list of shards (a file, a Parquet row-group range, an Arrow file of a dataset
-saved with ``Dataset.save_to_disk``). Every engine reads the same shards with the same code, so a
-row gets the same point id, the same text and the same error message whether one process or a Ray
-cluster reads it. Rows are streamed: nothing holds more than one chunk of a shard at a time.
+saved with ``Dataset.save_to_disk``; :mod:`~laser_integrations.indexing.shards`). The job reads them in
+the calling process, whatever the engine, so a row gets the same point id, text and error message
+everywhere. Rows are streamed: nothing holds more than one chunk of a shard at a time.
 
 Each row becomes a :class:`Document` (its point id, the text to embed, the LangChain payload) or,
 when it is malformed, a :class:`BadRow` naming the file and line (``corpus.jsonl:17``) or row
@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -33,6 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from laser_integrations.formatting import passage_text
+from laser_integrations.indexing.shards import (
+    Shard,
+    Unparsable,
+    find_shards,
+    jsonl_records,
+    records,
+    schema_names,
+    shard_rows,
+)
 
 __all__ = [
     "AUTO",
@@ -60,10 +68,6 @@ MAX_PAYLOAD_CHARS = 65_536
 model reads only ``max_seq_length`` tokens of a document (about 2,000 characters at 512), so a 5 MB row would
 otherwise put 5 MB into the store for nothing. A cut payload records the full length as
 ``metadata.page_content_chars``."""
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-ROW_GROUPS_PER_SHARD = 8
-"""A Parquet file with many row groups is cut into shards of this many, so a cluster reads it in parallel."""
 
 
 class BadRowError(ValueError):
@@ -147,19 +151,8 @@ class BadRow:
 
 
 @dataclass(frozen=True)
-class Shard:
-    """A piece of a source read by one reader: a JSONL file, Parquet row groups ``[start, stop)``, an Arrow file."""
-
-    kind: str
-    """``"jsonl"``, ``"parquet"`` or ``"arrow"``."""
-    path: str
-    start: int = 0
-    stop: int | None = None
-
-
-@dataclass(frozen=True)
 class Source:
-    """A corpus on disk: its shards, in order, and the resolved :class:`Fields`. Picklable (Ray ships it)."""
+    """A corpus on disk: its shards, in order, and the resolved :class:`Fields`. Picklable."""
 
     location: str
     shards: tuple[Shard, ...]
@@ -169,7 +162,7 @@ class Source:
         """Rows in the corpus (JSONL: newline count, an upper bound with blank lines), for the progress bar."""
         total = 0
         for shard in self.shards:
-            count = _shard_rows(shard)
+            count = shard_rows(shard)
             if count is None:
                 return None
             total += count
@@ -202,7 +195,7 @@ def open_source(
     path = Path(location)
     if not path.exists():
         raise FileNotFoundError(f"corpus not found: {path}")
-    shards = tuple(_find_shards(path, split))
+    shards = tuple(find_shards(path, split))
     return Source(str(path), shards, _resolve_fields(str(path), shards, fields))
 
 
@@ -228,7 +221,7 @@ def documents(source: Source, *, skip_bad_rows: bool = False) -> Iterator[Docume
 
 def shard_documents(source: Source, shard: Shard, *, skip_bad_rows: bool = False) -> Iterator[Document | BadRow]:
     """The rows of one shard (what one Ray read task runs)."""
-    for where, record in _records(shard, source.fields):
+    for where, record in records(shard, _columns_to_read(shard, source.fields)):
         try:
             yield to_document(record, source.fields, where)
         except BadRowError as error:
@@ -239,7 +232,7 @@ def shard_documents(source: Source, shard: Shard, *, skip_bad_rows: bool = False
 
 def to_document(record: Any, fields: Fields, where: str) -> Document:
     """Check one parsed row and build its :class:`Document` (``BadRowError`` names ``where`` and the problem)."""
-    if isinstance(record, _Unparsable):
+    if isinstance(record, Unparsable):
         raise BadRowError(where, record.problem)
     if not isinstance(record, Mapping):
         raise BadRowError(where, f"expected a JSON object, got {type(record).__name__}")
@@ -274,164 +267,8 @@ def to_document(record: Any, fields: Fields, where: str) -> Document:
     return Document(point_id, doc_id, embedded, {"doc_id": doc_id, "title": title, **extra}, where)
 
 
-# -- shards ---------------------------------------------------------------------------------------------
-
-
-def _find_shards(path: Path, split: str | None) -> list[Shard]:
-    if path.is_file():
-        return _file_shards(path)
-    if (path / "corpus.jsonl").is_file():  # BEIR
-        return [Shard("jsonl", str(path / "corpus.jsonl"))]
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-        return _saved_dataset_shards(path, split)
-    files = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) is not None)
-    kinds = {_kind(p) for p in files}
-    if not files:
-        raise FileNotFoundError(
-            f"{path} holds no corpus: expected corpus.jsonl (BEIR), a dataset saved with save_to_disk, "
-            "or .jsonl/.parquet files"
-        )
-    if len(kinds) > 1:
-        raise ValueError(f"{path} mixes JSONL and Parquet files; index one format at a time")
-    return [shard for file in files for shard in _file_shards(file)]
-
-
-def _kind(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(JSONL_SUFFIXES):
-        return "jsonl"
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    return None
-
-
-def _file_shards(path: Path) -> list[Shard]:
-    kind = _kind(path)
-    if kind == "jsonl":
-        return [Shard("jsonl", str(path))]
-    if kind == "parquet":
-        pq = _pyarrow().parquet
-
-        groups = pq.ParquetFile(path).metadata.num_row_groups
-        step = ROW_GROUPS_PER_SHARD
-        return [Shard("parquet", str(path), start, min(start + step, groups)) for start in range(0, groups, step)] or [
-            Shard("parquet", str(path), 0, 0)
-        ]
-    raise ValueError(
-        f"{path}: unknown corpus format; expected .jsonl, .jsonl.gz, .json (JSON Lines) or .parquet, "
-        "a BEIR folder, or a folder saved by datasets"
-    )
-
-
-def _saved_dataset_shards(path: Path, split: str | None) -> list[Shard]:
-    if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf8")).get("splits", [])
-        if split is None:
-            split = "corpus" if "corpus" in splits else (splits[0] if len(splits) == 1 else None)
-        if split is None or split not in splits:
-            wanted = "pass --split" if split is None else f"no split {split!r}"
-            raise ValueError(f"{path} is a DatasetDict with splits {splits}: {wanted}")
-        path = path / split
-    elif split is not None:
-        raise ValueError(f"{path} is a single saved dataset (no splits); drop --split {split}")
-    state = json.loads((path / "state.json").read_text(encoding="utf8"))
-    return [Shard("arrow", str(path / item["filename"])) for item in state.get("_data_files", [])]
-
-
-def _shard_rows(shard: Shard) -> int | None:
-    if shard.kind == "parquet":
-        pq = _pyarrow().parquet
-
-        metadata = pq.ParquetFile(shard.path).metadata
-        stop = metadata.num_row_groups if shard.stop is None else shard.stop
-        return sum(metadata.row_group(index).num_rows for index in range(shard.start, stop))
-    if shard.kind == "arrow":
-        return sum(batch.num_rows for batch in _arrow_batches(shard.path, None))
-    if shard.path.endswith(".gz"):
-        return None
-    count, last = 0, b"\n"
-    with open(shard.path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
-
-
-# -- records ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Unparsable:
-    problem: str
-
-
-def _records(shard: Shard, fields: Fields) -> Iterator[tuple[str, Any]]:
-    """``(where, parsed row)`` per row of a shard."""
-    if shard.kind == "jsonl":
-        yield from _jsonl_records(shard.path)
-        return
-    columns = _columns_to_read(shard, fields)
-    first = 1
-    if shard.kind == "parquet":
-        pq = _pyarrow().parquet
-
-        parquet = pq.ParquetFile(shard.path)
-        metadata = parquet.metadata
-        first += sum(metadata.row_group(index).num_rows for index in range(shard.start))
-        stop = metadata.num_row_groups if shard.stop is None else shard.stop
-        groups = list(range(shard.start, stop))
-        batches = parquet.iter_batches(batch_size=1024, row_groups=groups, columns=columns) if groups else iter(())
-    else:
-        batches = _arrow_batches(shard.path, columns)
-    for batch in batches:
-        for offset, record in enumerate(batch.to_pylist()):
-            yield f"{shard.path}:row {first + offset}", record
-        first += batch.num_rows
-
-
-def _jsonl_records(path: str) -> Iterator[tuple[str, Any]]:
-    """Each line decoded on its own: a bad byte spoils only its line, and line numbers stay exact."""
-    opener = gzip.open if path.endswith(".gz") else open
-    offset = 0
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
-            try:
-                line = raw.decode("utf8")
-            except UnicodeDecodeError as error:
-                problem = f"not valid UTF-8 at byte {start + error.start} of the file ({error.reason})"
-                yield f"{path}:{number}", _Unparsable(problem)
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(line)
-            except json.JSONDecodeError as error:
-                yield f"{path}:{number}", _Unparsable(f"not valid JSON ({error.msg} at column {error.colno})")
-
-
-def _arrow_batches(path: str, columns: list[str] | None) -> Iterator[Any]:
-    pa = _pyarrow()
-
-    with pa.memory_map(path) as source:
-        for batch in pa.ipc.open_stream(source):
-            yield batch.select(columns) if columns is not None else batch
-
-
-def _schema_names(shard: Shard) -> list[str] | None:
-    pa = _pyarrow()
-    pq = pa.parquet
-
-    if shard.kind == "parquet":
-        return list(pq.ParquetFile(shard.path).schema_arrow.names)
-    if shard.kind == "arrow":
-        with pa.memory_map(shard.path) as source:
-            return list(pa.ipc.open_stream(source).schema.names)
-    return None
-
-
 def _columns_to_read(shard: Shard, fields: Fields) -> list[str]:
-    names = _schema_names(shard) or []
+    names = schema_names(shard) or []
     wanted = [fields.id, fields.text, fields.title, *fields.payload]
     return [name for name in dict.fromkeys(wanted) if name is not None and name in names]
 
@@ -441,9 +278,9 @@ def _resolve_fields(location: str, shards: Sequence[Shard], fields: Fields) -> F
     names: list[str] | None = None
     first_record: Any = None
     if shards:
-        names = _schema_names(shards[0])
+        names = schema_names(shards[0])
         if names is None:  # JSONL: the first parsable row stands for the file
-            for _, record in _jsonl_records(shards[0].path):
+            for _, record in jsonl_records(shards[0].path):
                 if isinstance(record, Mapping):
                     first_record = record
                     break
@@ -461,17 +298,6 @@ def _resolve_fields(location: str, shards: Sequence[Shard], fields: Fields) -> F
     if table and fields.id is not None and fields.id not in names:
         raise ValueError(f"{shards[0].path}: no id column {fields.id!r} (columns: {names}); name it with --id-field")
     return fields
-
-
-def _pyarrow() -> Any:
-    """``pyarrow`` with its ``parquet`` and ``ipc`` modules, or an ``ImportError`` that says what to install."""
-    try:
-        import pyarrow
-        import pyarrow.ipc
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as error:  # pragma: no cover - exercised only without pyarrow
-        raise ImportError("reading Parquet or a saved dataset needs pyarrow: pip install pyarrow") from error
-    return pyarrow
 
 
 def _json_ready(value: Any) -> Any:
