@@ -104,6 +104,33 @@ def time_encoding(base: str, passages: list[str], max_seq_length: int, steps: in
             "cpu_seconds": cpu_seconds}  # fmt: skip
 
 
+def time_shipped_load(scratch: Path) -> dict:
+    """Load time of ``smollm2-laser`` (first: merge and cache; then: cached), with a random rank-16 adapter
+    standing in for the trained one (same shapes, so the same cost), in a scratch adapters folder and cache."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    import laser_integrations.shipped as shipped
+
+    adapters = scratch / "adapters"
+    lora = LoraConfig(
+        r=16, lora_alpha=32, target_modules=list(TrainConfig().lora_target_modules), init_lora_weights=False
+    )
+    get_peft_model(AutoModelForCausalLM.from_pretrained(demo_checkpoint()), lora).save_pretrained(
+        adapters / "smollm2-laser"
+    )
+    shipped.ADAPTERS_ROOT = adapters
+    os.environ["LASER_CACHE"] = str(scratch / "cache")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        load_model("smollm2-laser", device="cpu", dtype="float32")
+        seconds.append(time.perf_counter() - started)
+    size = (adapters / "smollm2-laser" / "adapter_model.safetensors").stat().st_size
+    return {"first_load_seconds": seconds[0], "cached_load_seconds": seconds[1:], "adapter_bytes_r16": size}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the folder scripts/build_training_set.py wrote")
@@ -114,8 +141,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--encode-passages", type=int, default=64)
     parser.add_argument("--output", default="laser-output/training-pilot.json")
+    parser.add_argument("--shipped-load-only", action="store_true", help="only time loading smollm2-laser")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.shipped_load_only:
+        with tempfile.TemporaryDirectory() as scratch:
+            print(json.dumps(time_shipped_load(Path(scratch))))
+        return 0
     base = demo_checkpoint()
     data = Path(args.data)
     rows = load_training_data(str(data / "train.jsonl"))
