@@ -187,6 +187,15 @@ def dequantized_checkpoint(
     if (target / "config.json").is_file():
         return str(target)
     model, tokenizer = load_causal_lm(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    save_atomically(model, tokenizer, target)
+    return str(target)
+
+
+def save_atomically(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    """Save a model folder so concurrent loaders see all of it or none: written beside ``target``, then renamed.
+
+    If another process got there first (the rename fails but ``target`` holds a model), its folder is kept.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
@@ -199,4 +208,3 @@ def dequantized_checkpoint(
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
