@@ -134,7 +134,9 @@ def time_variants(model_name: str, variants: list[str], repeats: int) -> dict[st
                     start = time.perf_counter()
                     models[variant].encode_query(texts, batch_size=batch_size, num_thinking_steps=3)
                     times[variant][shape].append(time.perf_counter() - start)
-    return {variant: {shape: statistics.median(values) for shape, values in by.items()} for variant, by in times.items()}
+    return {
+        variant: {shape: statistics.median(values) for shape, values in by.items()} for variant, by in times.items()
+    }
 
 
 def cpu_flags() -> list[str]:
@@ -158,7 +160,11 @@ def markdown(results: dict) -> str:
         for mode in results["ndcg"]["float32"]:
             cells = [f"{results['ndcg'][variant][mode]:.4f}" for variant in results["ndcg"]]
             lines.append(f"| {mode} | {' | '.join(cells)} |")
-        lines += ["", "| mode | variant | nDCG@10 difference vs float32 | paired bootstrap 95% CI |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| mode | variant | nDCG@10 difference vs float32 | paired bootstrap 95% CI |",
+            "|---|---|---|---|",
+        ]
         for variant, by_mode in results["differences"].items():
             for mode, diff in by_mode.items():
                 interval = f"[{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
@@ -184,9 +190,7 @@ def gate_decision(differences: dict) -> str:
     small = all(diff["difference"] >= -GATE for diff in bf16.values())
     zero_inside = all(diff["ci_low"] <= 0.0 <= diff["ci_high"] for diff in bf16.values())
     verdict = "passes" if bf16 and (small or zero_inside) else "fails"
-    return (
-        f"bf16 {verdict} (no mode loses more than {GATE}: {small}; every interval includes zero: {zero_inside})"
-    )
+    return f"bf16 {verdict} (no mode loses more than {GATE}: {small}; every interval includes zero: {zero_inside})"
 
 
 def main() -> None:
@@ -234,7 +238,9 @@ def main() -> None:
             if variant != "float32"
         }
         results["agreement"] = {
-            variant: agreement(vectors[variant], vectors["float32"]) for variant in args.variants if variant != "float32"
+            variant: agreement(vectors[variant], vectors["float32"])
+            for variant in args.variants
+            if variant != "float32"
         }
         results["gate"] = gate_decision(results["differences"])
         results["per_query"] = scores
