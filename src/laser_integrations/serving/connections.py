@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from laser_integrations.serving.errors import APIError
+from laser_integrations.serving.errors import unavailable
 from laser_integrations.validation import positive_int
 
 
@@ -47,12 +47,8 @@ class ConnectionLimits:
 
 
 async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
-    error = APIError(
-        503,
-        "this server is at its connection limit (--max-connections): retry shortly",
-        type="server_error",
-        code="too_many_connections",
-        headers={"Connection": "close", "Retry-After": "1"},
+    error = unavailable(
+        "this server is at its connection limit (--max-connections): retry shortly", "too_many_connections"
     )
     await error.response()(scope, receive, send)
 

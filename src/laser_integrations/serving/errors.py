@@ -64,6 +64,11 @@ class APIError(Exception):
         return json_response(error_body(self.message, self.type, self.param, self.code), self.status, self.headers)
 
 
+def unavailable(message: str, code: str) -> APIError:
+    """A 503 the client should retry: the connection is closed after it, and ``Retry-After`` says 1 s."""
+    return APIError(503, message, type="server_error", code=code, headers={"Connection": "close", "Retry-After": "1"})
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """JSON without response-model validation (vectors are large; orjson is used when installed).
 

@@ -26,7 +26,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from laser_integrations.serving.errors import APIError
+from laser_integrations.serving.errors import APIError, unavailable
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -78,12 +78,8 @@ class RequestMetrics:
             # Only uvicorn cancels a request's task: --graceful-timeout ran out while it was still running.
             if responded:
                 raise
-            error = APIError(
-                503,
-                "the server is shutting down and could not finish this request in time: send it again",
-                type="server_error",
-                code="shutting_down",
-                headers={"Connection": "close", "Retry-After": "1"},
+            error = unavailable(
+                "the server is shutting down and could not finish this request in time: send it again", "shutting_down"
             )
             await error.response()(scope, receive, send_and_note)
         finally:
