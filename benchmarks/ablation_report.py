@@ -204,7 +204,8 @@ def model_card(report: dict, state: dict, metadata: dict, recipe: str, seconds: 
         "## Recipe",
         "",
         f"`bash scripts/train_demo_model.sh` with {recipe}; {state.get('global_step')} optimizer steps; "
-        f"last logged loss {last.get('loss')} (step {last.get('step')}). Whole ablation wall time: {seconds} s "
+        + (f"last logged loss {last['loss']:.4g} (step {last['step']}). " if last else "no loss logged. ")
+        + f"Whole ablation wall time: {seconds} s "
         "(data, three evaluations, two training runs; the sum of `timings.tsv`).",
         "",
         "## Ablation (nDCG@10, %)",

