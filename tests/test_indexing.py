@@ -340,7 +340,7 @@ def test_a_malformed_line_fails_with_file_and_line_and_keeps_the_rows_before(mod
     store = open_kind("local")
 
     with pytest.raises(BadRowError, match=rf"^{corpus}:3: not valid JSON"):
-        index(model, corpus, store, chunk_size=1)
+        index(model, corpus, store)  # in one chunk with the rows before it
 
     assert store.count() == 2
 

@@ -364,16 +364,23 @@ def _fresh_count(store: Store, retry: RetryPolicy) -> int | None:
 
 
 def _chunks(rows: Iterator[Document | BadRow], size: int) -> Iterator[tuple[list[Document], list[BadRow]]]:
+    """Chunks of ``size`` documents (with the bad rows skipped among them); at a ``BadRowError`` the rows read
+    before it come first, so that the job keeps them."""
     chunk: list[Document] = []
     bad: list[BadRow] = []
-    for row in rows:
-        if isinstance(row, BadRow):
-            bad.append(row)
-            continue
-        chunk.append(row)
-        if len(chunk) >= size:
+    try:
+        for row in rows:
+            if isinstance(row, BadRow):
+                bad.append(row)
+                continue
+            chunk.append(row)
+            if len(chunk) >= size:
+                yield chunk, bad
+                chunk, bad = [], []
+    except BadRowError:
+        if chunk or bad:
             yield chunk, bad
-            chunk, bad = [], []
+        raise
     if chunk or bad:
         yield chunk, bad
 
