@@ -398,6 +398,7 @@ def test_the_collection_window_grows_with_the_last_pass_up_to_a_cap(tiny_model):
         ({"wait_fraction": 2}, "wait_fraction"),
         ({"default_side": "passage"}, "default_side"),
         ({"api_key": ""}, "api_key"),
+        ({"body_timeout": 0}, "body_timeout"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):

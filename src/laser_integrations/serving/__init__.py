@@ -1,7 +1,8 @@
 """``laser serve``: one LaSER model behind the OpenAI and TEI embedding APIs every RAG stack already speaks.
 
-- :func:`create_app` / :class:`ServeSettings` (:mod:`.app`): the ASGI app
-  (``pip install 'laser-integrations[serve]'``).
+- :func:`create_app` (:mod:`.app`) / :class:`ServeSettings` (:mod:`.settings`): the ASGI app
+  (``pip install 'laser-integrations[serve]'``), built from :mod:`.routes`, :mod:`.middleware`, :mod:`.policy`,
+  :mod:`.state` and :mod:`.errors`; :mod:`.connections` holds the limits uvicorn enforces per connection.
 - :class:`RemoteEncoder` (:mod:`.client`): what the LangChain and LlamaIndex adapters use with ``endpoint=``.
 - :func:`~laser_integrations.serving.ray_serve.deployment` (:mod:`.ray_serve`): the app as a Ray Serve
   deployment with N replicas (``pip install 'laser-integrations[ray,serve]'``).
@@ -20,7 +21,7 @@ from laser_integrations.lazy import lazy_exports
 
 _EXPORTS = {
     "create_app": "laser_integrations.serving.app",
-    "ServeSettings": "laser_integrations.serving.app",
+    "ServeSettings": "laser_integrations.serving.settings",
     "RemoteEncoder": "laser_integrations.serving.client",
     "RemoteError": "laser_integrations.serving.client",
 }
@@ -28,8 +29,9 @@ _EXPORTS = {
 __all__ = ["RemoteEncoder", "RemoteError", "ServeSettings", "create_app"]
 
 if TYPE_CHECKING:
-    from laser_integrations.serving.app import ServeSettings, create_app
+    from laser_integrations.serving.app import create_app
     from laser_integrations.serving.client import RemoteEncoder, RemoteError
+    from laser_integrations.serving.settings import ServeSettings
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
