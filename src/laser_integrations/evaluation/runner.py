@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from laser_integrations.evaluation.metrics import DEFAULT_METRICS, evaluate_run
 from laser_integrations.evaluation.search import ExactSearch, Searcher
 from laser_integrations.provenance import model_name
+from laser_integrations.validation import positive_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,8 +185,8 @@ def run_modes(
 
     if any(mode.kind == "explicit" for mode in modes) and generator is None:
         raise ValueError("the explicit mode needs a rationale generator (generator=RationaleGenerator(...))")
-    if batch_size < 1 or top_k < 1:
-        raise ValueError(f"batch_size and top_k must be >= 1, got {batch_size} and {top_k}")
+    positive_int("batch_size", batch_size)
+    positive_int("top_k", top_k)
     query_ids = list(queries)
     if not query_ids:
         raise ValueError("no queries to run")

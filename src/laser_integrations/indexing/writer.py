@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from laser_integrations.stores.base import Store
+from laser_integrations.validation import positive_int
 
 __all__ = ["RetryPolicy", "WriteOutcome", "stored_ids", "write_points"]
 
@@ -42,8 +43,7 @@ class RetryPolicy:
     max_backoff: float = 8.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {self.attempts}")
+        positive_int("attempts", self.attempts)
         if self.backoff < 0:
             raise ValueError(f"backoff must be >= 0, got {self.backoff}")
 
