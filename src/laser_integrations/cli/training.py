@@ -30,6 +30,7 @@ TRAIN_HELP = {
     "lora": "--no-lora: full fine-tuning",
     "merge": "--no-merge: save the LoRA adapters instead of merged weights",
     "lora_target_modules": "comma-separated module names",
+    "resume": "continue a killed run from the last checkpoint in OUTPUT_DIR/checkpoints (default: on)",
     "bf16": "mixed precision (default: on when a CUDA GPU supports it; --bf16 on a CPU with native bf16)",
 }
 """Help for the ``laser train`` options that need more than their name; every TrainConfig field is an option."""
