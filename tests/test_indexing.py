@@ -87,6 +87,20 @@ def kind(request) -> str:
     return request.param
 
 
+@pytest.fixture
+def new_store(kind, tmp_path):
+    """``new_store()``: a fresh store of ``kind`` in its own folder, closed after the test."""
+    opened = []
+
+    def new():
+        opened.append(open_kind(kind, tmp_path / f"store-{len(opened)}"))
+        return opened[-1]
+
+    yield new
+    for store in opened:
+        store.close()
+
+
 def assert_matches(store, expected: dict[str, np.ndarray], passages) -> None:
     """The store holds exactly one point per passage: its vector (cosine >= 0.99999), its id and its payload."""
     assert store.count() == len(expected)
@@ -335,9 +349,9 @@ def test_the_fence_on_the_command_line_exits_2_before_the_model_loads(tiny_dirs,
 # -- bad input ---------------------------------------------------------------------------------------------------
 
 
-def test_a_malformed_line_fails_with_file_and_line_and_keeps_the_rows_before(model, tmp_path):
+def test_a_malformed_line_fails_with_file_and_line_and_keeps_the_rows_before(model, tmp_path, new_store):
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "alpha"}, {"_id": "b", "text": "beta"}, "{oops"])
-    store = open_kind("local")
+    store = new_store()
 
     with pytest.raises(BadRowError, match=rf"^{corpus}:3: not valid JSON"):
         index(model, corpus, store)  # in one chunk with the rows before it
@@ -345,7 +359,7 @@ def test_a_malformed_line_fails_with_file_and_line_and_keeps_the_rows_before(mod
     assert store.count() == 2
 
 
-def test_bad_bytes_skip_exactly_their_rows_and_name_their_lines(kind, model, tmp_path):
+def test_bad_bytes_skip_exactly_their_rows_and_name_their_lines(kind, model, tmp_path, new_store):
     good = [json.dumps({"_id": f"d{number}", "text": f"document {number}"}).encode() for number in range(1, 200)]
     lines = list(good)
     for number in (3, 100, 150):  # line numbers are 1-based
@@ -365,10 +379,10 @@ def test_bad_bytes_skip_exactly_their_rows_and_name_their_lines(kind, model, tmp
     ]
     assert f"{corpus}:100: not valid UTF-8 at byte {offset} of the file" in report.bad_row_examples[1]
     with pytest.raises(BadRowError, match=rf"^{corpus}:3: not valid UTF-8"):
-        index(model, corpus, open_kind("local"))
+        index(model, corpus, new_store())
 
 
-def test_skip_bad_rows_counts_every_kind_of_bad_row(model, tmp_path):
+def test_skip_bad_rows_counts_every_kind_of_bad_row(model, tmp_path, new_store):
     rows = [
         {"_id": "good-1", "text": "a fine document"},
         "not json",
@@ -381,7 +395,7 @@ def test_skip_bad_rows_counts_every_kind_of_bad_row(model, tmp_path):
     ]
     corpus = write_jsonl(tmp_path / "c.jsonl", rows)
 
-    report = index(model, corpus, open_kind("local"), skip_bad_rows=True)
+    report = index(model, corpus, new_store(), skip_bad_rows=True)
 
     assert (report.embedded, report.bad_rows, report.points) == (2, 6, 2)
     assert report.bad_row_examples[0] == f"{corpus}:2: not valid JSON (Expecting value at column 1)"
@@ -389,7 +403,7 @@ def test_skip_bad_rows_counts_every_kind_of_bad_row(model, tmp_path):
     assert report.ok and "6 bad rows skipped" in report.summary()
 
 
-def test_a_document_that_tokenizes_to_nothing_is_named_or_skipped(model, tiny_dirs, tmp_path):
+def test_a_document_that_tokenizes_to_nothing_is_named_or_skipped(model, tiny_dirs, tmp_path, new_store):
     plain = load_model(str(tiny_dirs["qwen3"]), device="cpu", chat_template=False, max_seq_length=SEQ)
     embedded = embed_texts(plain, ["fine", ""], batch_size=8)
     assert embedded.vectors.shape[0] == 1 and list(embedded.tokens > 0) == [True, False]
@@ -401,11 +415,11 @@ def test_a_document_that_tokenizes_to_nothing_is_named_or_skipped(model, tiny_di
             return type(result)(result.vectors, np.array([0 if "ghost" in t else next(tokens) for t in texts]))
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "d1", "text": "fine"}, {"_id": "d2", "text": "ghost"}])
-    store = open_kind("local")
+    store = new_store()
     with pytest.raises(BadRowError, match=rf"^{corpus}:2: document 'd2' tokenizes to nothing"):
         index(model, corpus, store, engine=SilentOn())
     assert store.count() == 1  # the row before it is kept
-    report = index(model, corpus, open_kind("local"), engine=SilentOn(), skip_bad_rows=True)
+    report = index(model, corpus, new_store(), engine=SilentOn(), skip_bad_rows=True)
     assert (report.embedded, report.bad_rows) == (1, 1)
 
 
@@ -464,11 +478,11 @@ def test_on_duplicate_error_refuses_before_the_model_loads(tiny_dirs, tmp_path, 
 # -- truncation and the payload cap ----------------------------------------------------------------------------------
 
 
-def test_long_documents_are_counted_as_truncated_and_their_payload_is_capped(model, tmp_path):
+def test_long_documents_are_counted_as_truncated_and_their_payload_is_capped(model, tmp_path, new_store):
     huge = "word " * 200_000 + "end"  # 1 MB
     rows = [{"_id": "short", "text": "short"}, {"_id": "huge", "text": huge}, {"_id": "long", "text": "word " * 80}]
     corpus = write_jsonl(tmp_path / "long.jsonl", rows)
-    store = open_kind("local")
+    store = new_store()
 
     report = index(model, corpus, store, max_payload_chars=1000)
 
@@ -483,9 +497,9 @@ def test_long_documents_are_counted_as_truncated_and_their_payload_is_capped(mod
 # -- write failures: the counts agree with the store ------------------------------------------------------------
 
 
-def test_a_failed_write_is_retried_then_reported_with_the_ids_that_did_not_land(model, tmp_path):
+def test_a_failed_write_is_retried_then_reported_with_the_ids_that_did_not_land(model, tmp_path, new_store):
     corpus = small_corpus(tmp_path, 40)
-    store = open_kind("local")
+    store = new_store()
     calls: list[list[str]] = []
     doomed = document_point_id("booleans-2")  # the 20th row: in the third batch of 8
 
@@ -507,9 +521,9 @@ def test_a_failed_write_is_retried_then_reported_with_the_ids_that_did_not_land(
     assert (healed.embedded, healed.skipped_present, healed.points) == (8, 32, 40)
 
 
-def test_a_job_stops_when_the_store_keeps_refusing_writes(model, tmp_path):
+def test_a_job_stops_when_the_store_keeps_refusing_writes(model, tmp_path, new_store):
     corpus = small_corpus(tmp_path, 40)
-    store = open_kind("local")
+    store = new_store()
 
     def down(*args, **kwargs):
         raise ConnectionError("connection refused")
@@ -522,9 +536,9 @@ def test_a_job_stops_when_the_store_keeps_refusing_writes(model, tmp_path):
     assert not report.ok and len(report.failed_ids) == 20
 
 
-def test_after_partial_writes_the_counts_equal_a_fresh_count_of_the_store(model, tmp_path):
+def test_after_partial_writes_the_counts_equal_a_fresh_count_of_the_store(model, tmp_path, new_store):
     corpus = small_corpus(tmp_path, 40)
-    store = open_kind("local")
+    store = new_store()
 
     def half_then_full_disk(ids, vectors, payloads):  # a disk that fills up mid-batch, every batch
         half = len(ids) // 2
@@ -536,7 +550,7 @@ def test_after_partial_writes_the_counts_equal_a_fresh_count_of_the_store(model,
     assert (report.embedded, report.failed, report.unsure) == (20, 20, 0)
     assert report.embedded == report.points == store.count()
 
-    fresh = open_kind("local")
+    fresh = new_store()
     failures: list[str] = []
 
     def full_disk_then_unreachable(ids, vectors, payloads):
@@ -571,7 +585,7 @@ def test_the_job_flushes_the_store_at_intervals(model, tmp_path, monkeypatch):
 # -- sources ---------------------------------------------------------------------------------------------------
 
 
-def test_parquet_with_named_fields_and_payload(model, tmp_path):
+def test_parquet_with_named_fields_and_payload(model, tmp_path, new_store):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -586,11 +600,11 @@ def test_parquet_with_named_fields_and_payload(model, tmp_path):
     )
     pq.write_table(table, tmp_path / "c.parquet", row_group_size=2)
     fields = Fields(id="key", text="body", title="heading", payload=("url", "year"))
-    store = open_kind("local")
+    store = new_store()
 
     report = index(model, tmp_path / "c.parquet", store, fields=fields)
 
-    point = store.client.retrieve("docs", [document_point_id("p1")], with_payload=True)[0]
+    [point] = [hit for hit in store.search(np.ones(64), limit=3) if hit.id == document_point_id("p1")]
     assert report.embedded == 3
     assert point.payload == {
         "page_content": Passage("p1", "first body", "One").as_text(),
