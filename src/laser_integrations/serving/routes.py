@@ -136,7 +136,7 @@ async def info(state: State) -> Response:
         {
             "model_id": state.served_name,
             "model_sha": None,
-            "model_dtype": str(next(state.embedder.module.model.parameters()).dtype).removeprefix("torch."),
+            "model_dtype": metadata.dtype,
             "model_type": {"embedding": {"pooling": "laser-latent-thinking"}},
             "prompts": {"query": metadata.query_prompt, "document": metadata.document_prompt},
             "default_prompt_name": settings.default_side,

@@ -192,6 +192,8 @@ class LaserMetadata(BaseModel):
     dimension: int
     text_format: str
     max_seq_length: int | None
+    dtype: str | None = None
+    """The weights' dtype (recorded in the provenance, not checked)."""
     document_prompt: str = ""
     default_side: Side
     max_inputs: int

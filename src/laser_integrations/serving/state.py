@@ -141,6 +141,7 @@ class ServerState:
             dimension=provenance.dimension,
             text_format=provenance.text_format,
             max_seq_length=provenance.max_seq_length,
+            dtype=provenance.dtype,
             default_side=settings.default_side,
             max_inputs=settings.max_inputs,
             max_thinking_steps=settings.max_thinking_steps,
