@@ -83,7 +83,9 @@ def register(subparsers: Any) -> None:
         help="cut inputs over --max-seq-length tokens instead of answering 413 (a request's truncate overrides)",
     )
     server.add_argument("--max-request-mb", type=float, default=16.0, help="largest request body in MiB (16)")
-    limits = parser.add_argument_group("timeouts and connections")
+    limits = parser.add_argument_group(
+        "timeouts and connections", "with --ray, only --body-timeout applies (Ray Serve's proxy owns the connections)"
+    )
     limits.add_argument(
         "--header-timeout", type=float, default=10.0, help="seconds a request's line and headers may take (10)"
     )
