@@ -21,9 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TEXTS = [*MIXED_LENGTH_TEXTS, "why is the sky blue", "what does photosynthesis produce"]
 PYREF = Path(__file__).resolve().parents[1] / "src/laser_integrations/data/pyref"
 
-# Lowest bf16-vs-float32 cosine, measured with
-#   OMP_NUM_THREADS=1 python /work/notes/latent-runs/tiny_floor.py   (tiny qwen3/llama, K = 1, 3, 6)
-# which gave 0.999967 (qwen3 query K=3) as the lowest of 12 figures; the floor leaves rounding room.
+# Lowest bf16-vs-float32 cosine on the tiny models, measured with `OMP_NUM_THREADS=1 python tests/test_dtype.py`
+# (qwen3/llama, queries/documents, K = 1, 3, 6): 0.999967 (qwen3, query, K=3) was the lowest of the 12 figures.
 TINY_FLOOR = 0.9999
 
 
@@ -127,3 +126,27 @@ def test_bf16_vectors_stay_close_to_float32_on_smollm2(smollm2_dir):
         a = getattr(full, f"encode_{side}")(texts[side], batch_size=8)
         b = getattr(half, f"encode_{side}")(texts[side], batch_size=8)
         assert float((a * b).sum(axis=1).min()) >= floor, side
+
+
+def measure_tiny_agreement() -> None:
+    """Print the lowest bf16-vs-float32 cosine of each tiny model, side and K (what TINY_FLOOR is set from)."""
+    import tempfile
+
+    from tiny import build_llama, build_qwen3, build_tokenizer
+
+    with tempfile.TemporaryDirectory() as root:
+        tokenizer = build_tokenizer()
+        for kind, build in (("qwen3", build_qwen3), ("llama", build_llama)):
+            build(len(tokenizer)).save_pretrained(f"{root}/{kind}")
+            tokenizer.save_pretrained(f"{root}/{kind}")
+            full = load_model(f"{root}/{kind}", device="cpu", dtype="float32")
+            half = load_model(f"{root}/{kind}", device="cpu", dtype="bfloat16")
+            for steps in (1, 3, 6):
+                for side in ("query", "document"):
+                    a = getattr(full, f"encode_{side}")(TEXTS, num_thinking_steps=steps)
+                    b = getattr(half, f"encode_{side}")(TEXTS, num_thinking_steps=steps)
+                    print(kind, side, f"K={steps}", f"{(a * b).sum(axis=1).min():.6f}")
+
+
+if __name__ == "__main__":
+    measure_tiny_agreement()
