@@ -208,6 +208,14 @@ def test_slow_headers_slow_bodies_and_connections_over_the_cap_are_cut_off(tiny_
             assert read_response(half_open, 10) == b""
             assert 0.5 < time.monotonic() - started < 5
 
+        # A whole request, then an idle keep-alive connection: answered, then closed after the keep-alive timeout.
+        with socket.create_connection(("127.0.0.1", port)) as idle_after:
+            idle_after.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            started = time.monotonic()
+            answer = read_response(idle_after, 10)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}'), answer
+            assert 0.5 < time.monotonic() - started < 5
+
         # Headers, then half the body: 408 once the body timeout runs out, and closed.
         with socket.create_connection(("127.0.0.1", port)) as slow_body:
             slow_body.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

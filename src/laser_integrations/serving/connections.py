@@ -5,7 +5,7 @@ headers, and its ``limit_concurrency`` answers a plain-text 503. :func:`limited_
 uvicorn's own HTTP protocol class:
 
 - a connection whose request line and headers have not all arrived ``header_timeout`` seconds after it
-  opened (or after its previous response) is closed;
+  opened (or ``keep_alive_timeout + header_timeout`` after its previous response) is closed;
 - a connection opened while ``max_connections`` are already open gets a JSON 503 for its request, then is
   closed.
 
@@ -62,15 +62,14 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
                 self.app = _over_capacity
-            self._arm_header_deadline()
+            self._arm_header_deadline(limits.header_timeout)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._arm_header_deadline()
+            self._arm_header_deadline(limits.keep_alive_timeout + limits.header_timeout)
 
-        def _arm_header_deadline(self) -> None:
-            armed = self.cycle
-            self.loop.call_later(limits.header_timeout, self._close_if_no_request_since, armed)
+        def _arm_header_deadline(self, seconds: float) -> None:
+            self.loop.call_later(seconds, self._close_if_no_request_since, self.cycle)
 
         def _close_if_no_request_since(self, armed: Any) -> None:
             # A new request replaces the cycle once its headers are in; a running one is never cut here.
