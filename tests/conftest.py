@@ -11,7 +11,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Exactness is tested in float32: no bf16 CPU default here (tests/test_dtype.py tests that default itself).
+# Exactness is tested in float32, even where the environment opts into the bf16 CPU default (test_dtype.py).
 os.environ["LASER_CPU_BF16"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -36,7 +36,7 @@ def native_bf16(monkeypatch):
 
 
 def test_an_explicit_dtype_always_wins(native_bf16, monkeypatch):
-    monkeypatch.setattr(backbone, "BF16_DEFAULT_ON_NATIVE_CPUS", True)
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
     assert dtype_choice("float32", "cpu") == (torch.float32, "asked for")
     assert dtype_choice(torch.float16, "cpu") == (torch.float16, "asked for")
     assert resolve_dtype("bf16", "cpu") is torch.bfloat16
@@ -55,29 +55,32 @@ def test_the_cpu_features_come_from_torchs_capability_report(monkeypatch):
     assert cpu_bf16_features() == []  # no oneDNN, nothing runs the bf16 products natively
 
 
-@pytest.mark.parametrize("spelling", [None, "auto"])
-def test_the_cpu_default_is_bf16_only_where_the_cpu_does_bf16_natively(native_bf16, monkeypatch, spelling):
-    assert backbone.BF16_DEFAULT_ON_NATIVE_CPUS  # the quality gate passed (benchmarks/bf16_quality.py)
-    dtype, reason = dtype_choice(spelling, "cpu")
+def test_auto_picks_bf16_only_where_the_cpu_does_bf16_natively(native_bf16, monkeypatch):
+    dtype, reason = dtype_choice("auto", "cpu")
     assert dtype is torch.bfloat16 and "amx_bf16" in reason and "--dtype float32" in reason
-    assert dtype_choice(spelling, None)[0] is torch.bfloat16  # no device and no CUDA: the CPU rule
-    assert dtype_choice(spelling, "cuda")[0] is torch.bfloat16
+    assert dtype_choice("auto", None)[0] is torch.bfloat16  # no device and no CUDA: the CPU rule
+    assert dtype_choice("auto", "cuda")[0] is torch.bfloat16
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "avx512_f": True})
-    assert dtype_choice(spelling, "cpu") == (torch.float32, "default on a CPU without native bf16")
+    assert dtype_choice("auto", "cpu") == (torch.float32, "default on a CPU without native bf16")
 
 
-@pytest.mark.parametrize("value", ["0", "off", "False"])
-def test_the_environment_can_keep_float32_on_a_native_cpu(native_bf16, monkeypatch, value):
-    monkeypatch.setenv(CPU_BF16_ENV, value)
+def test_the_cpu_default_stays_exact_float32_until_the_gate_passes_on_a_trained_model(native_bf16):
+    assert not backbone.BF16_DEFAULT_ON_NATIVE_CPUS
     dtype, reason = dtype_choice(None, "cpu")
-    assert dtype is torch.float32 and f"{CPU_BF16_ENV}=0" in reason
-    assert resolve_dtype("bfloat16", "cpu") is torch.bfloat16  # an explicit dtype still wins
-    monkeypatch.setenv(CPU_BF16_ENV, "1")
-    assert resolve_dtype(None, "cpu") is torch.bfloat16
+    assert dtype is torch.float32 and "--dtype auto" in reason and "amx_bf16" in reason
+    assert dtype_choice(None, "cuda")[0] is torch.bfloat16
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", torch.bfloat16), ("on", torch.bfloat16), ("0", torch.float32)])
+def test_the_environment_chooses_the_cpu_default(native_bf16, monkeypatch, value, expected):
+    monkeypatch.setenv(CPU_BF16_ENV, value)
+    assert resolve_dtype(None, "cpu") is expected
+    assert resolve_dtype("float32", "cpu") is torch.float32  # an explicit dtype still wins
+    assert resolve_dtype("auto", "cpu") is torch.bfloat16
 
 
 def test_the_suite_runs_in_float32_on_every_cpu():
-    """conftest switches the bf16 CPU default off, so exactness tests compare float32 with float32."""
+    """conftest keeps the CPU default at float32 whatever the constant says, so exactness tests compare float32."""
     assert resolve_dtype(None, "cpu") is torch.float32
 
 

@@ -58,8 +58,8 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
         default=None,
-        help="bfloat16, float16, float32 or auto (default auto: bf16 on CUDA and on CPUs with native bf16, "
-        "avx512_bf16 or AMX; float32 elsewhere, or with LASER_CPU_BF16=0)",
+        help="bfloat16, float16, float32 or auto (default: bf16 on CUDA, float32 on CPU; auto: also bf16 on CPUs "
+        "with native bf16, avx512_bf16 or AMX, about 2x faster at cosine >= 0.94 to float32)",
     )
 
 
