@@ -37,7 +37,7 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.laser
 
 
-def json_body(request: Request) -> None:
+def require_json_content_type(request: Request) -> None:
     """Refuse a body not labelled as JSON (415), instead of FastAPI's "Input should be a valid dictionary"."""
     declared = request.headers.get("content-type", "")
     message = email.message.Message()
@@ -77,7 +77,7 @@ async def _disconnect(request: Request) -> None:
 
 State = Annotated[ServerState, Depends(server_state)]
 router = APIRouter()
-embedding_router = APIRouter(dependencies=[Depends(json_body)], responses=ERROR_RESPONSES)
+embedding_router = APIRouter(dependencies=[Depends(require_json_content_type)], responses=ERROR_RESPONSES)
 
 
 @embedding_router.post("/v1/embeddings", response_model=EmbeddingsResponse)
