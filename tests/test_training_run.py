@@ -162,9 +162,13 @@ class StepsRun(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_at_the_same_loss(tiny_dirs, tmp_path):
+NATIVE_BF16 = pytest.mark.skipif(not cpu_bf16_features(), reason="this CPU has no native bf16")
+
+
+@pytest.mark.parametrize("bf16", [False, pytest.param(True, marks=NATIVE_BF16)], ids=["float32", "bf16"])
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_at_the_same_loss(tiny_dirs, tmp_path, bf16):
     rows = synthetic_rows()
-    options = dict(max_steps=6, save_steps=2, lora_dropout=0.1, per_device_train_batch_size=2, merge=False)
+    options = dict(max_steps=6, save_steps=2, lora_dropout=0.1, per_device_train_batch_size=2, merge=False, bf16=bf16)
     straight = train(tiny_config(tiny_dirs, tmp_path / "straight", **options), train_dataset=rows)
 
     resumed_config = tiny_config(tiny_dirs, tmp_path / "resumed", **options)
@@ -202,7 +206,7 @@ def test_no_resume_starts_over(tiny_dirs, tmp_path):
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2]
 
 
-@pytest.mark.skipif(not cpu_bf16_features(), reason="this CPU has no native bf16")
+@NATIVE_BF16
 def test_bf16_autocast_trains_on_a_cpu_with_native_bf16(tiny_dirs, tmp_path):
     model = train(tiny_config(tiny_dirs, tmp_path, max_steps=2, bf16=True), train_dataset=synthetic_rows())
     history = json.loads((tmp_path / "trained" / "trainer_state.json").read_text())["log_history"]
