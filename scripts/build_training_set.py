@@ -318,10 +318,6 @@ def pyref_shingles(directory: Path = PYREF_DIR) -> set[tuple[str, ...]]:
     return out
 
 
-def shares_text(texts: Sequence[str], reserved: set[tuple[str, ...]]) -> bool:
-    return any(shingles(text) & reserved for text in texts)
-
-
 # -- the build ---------------------------------------------------------------------------------------------
 
 
@@ -363,7 +359,7 @@ def build(
                 "rationale": make_rationale(entry, expansions),
                 "positive": make_passage(entry, max_passage_chars),
             }
-            if reserved and shares_text([row["query"], row["positive"], row["rationale"]], reserved):
+            if reserved and any(shingles(row[key]) & reserved for key in ("query", "positive", "rationale")):
                 counts["pyref_overlap"] += 1
                 continue
             by_key[key] = row
@@ -393,22 +389,20 @@ def add_negatives(rows: list[dict], rng: random.Random) -> None:
         row["negative"] = rows[other]["positive"]
 
 
-def write(result: dict, output: Path, *, seed: int, sources: dict[str, dict]) -> None:
-    heldout = output / "heldout"
-    (heldout / "qrels").mkdir(parents=True, exist_ok=True)
-    with open(output / "train.jsonl", "w", encoding="utf8") as file:
-        for row in result["train"]:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name in ("corpus", "queries"):
-        with open(heldout / f"{name}.jsonl", "w", encoding="utf8") as file:
-            for record in result[name]:
-                file.write(json.dumps(record, ensure_ascii=False) + "\n")
-    with open(heldout / "qrels" / "test.tsv", "w", encoding="utf8") as file:
-        file.write("query-id\tcorpus-id\tscore\n")
-        file.writelines(f"{query}\t{doc}\t1\n" for query, doc in result["qrels"])
-    metadata = {"seed": seed, "sources": sources, "counts": result["counts"], "command": " ".join(sys.argv)}
+def write(result: dict, output: Path, *, seed: int) -> None:
+    (output / "heldout" / "qrels").mkdir(parents=True, exist_ok=True)
+    write_jsonl(output / "train.jsonl", result["train"])
+    write_jsonl(output / "heldout" / "corpus.jsonl", result["corpus"])
+    write_jsonl(output / "heldout" / "queries.jsonl", result["queries"])
+    qrels = "".join(f"{query}\t{doc}\t1\n" for query, doc in result["qrels"])
+    (output / "heldout" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf8")
+    metadata = {"seed": seed, "sources": SOURCES, "counts": result["counts"], "command": " ".join(sys.argv)}
     (output / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf8")
     (output / "README.md").write_text(readme(metadata), encoding="utf8")
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf8")
 
 
 def readme(metadata: dict) -> str:
@@ -443,16 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in (0, 1)")
     raw = {name: load_dictd(name, Path(args.dictd_dir)) for name in SOURCES}
-    result = build(
-        raw,
-        seed=args.seed,
-        held_out_fraction=args.held_out_fraction,
-        eval_queries=args.eval_queries,
-        max_passage_chars=args.max_passage_chars,
-        reserved=pyref_shingles(),
-    )
-    output = Path(args.output)
-    write(result, output, seed=args.seed, sources={name: dict(info) for name, info in SOURCES.items()})
+    options = dict(held_out_fraction=args.held_out_fraction, eval_queries=args.eval_queries)
+    result = build(raw, seed=args.seed, max_passage_chars=args.max_passage_chars, reserved=pyref_shingles(), **options)
+    write(result, Path(args.output), seed=args.seed)
     print(json.dumps(result["counts"]))
     return 0
 
