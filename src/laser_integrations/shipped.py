@@ -17,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from laser_integrations.backbone import ModelLoadError, cache_root, load_causal_lm
+from laser_integrations.backbone import ModelLoadError, cache_root, load_causal_lm, save_atomically
 
 SHIPPED_MODELS: dict[str, str] = {
     "smollm2-laser": "the smollm2 demo backbone (SmolLM2-135M-Instruct) + a LaSER LoRA adapter trained offline"
@@ -89,7 +87,7 @@ def merged_checkpoint(
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf8"))
     model, tokenizer = load_causal_lm(str(base_folder), dtype=torch.float32)
     merge_lora(model, load_adapter_weights(folder / "adapter_model.safetensors"), config)
-    _save_atomically(model, tokenizer, target)
+    save_atomically(model, tokenizer, target)
     return str(target)
 
 
@@ -139,19 +137,3 @@ def merge_lora(model: torch.nn.Module, weights: dict[str, torch.Tensor], config:
     if merged == 0:
         raise ModelLoadError("the shipped adapter holds no LoRA weights (no '*.lora_A.weight' tensors)")
     return merged
-
-
-def _save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
-    """Write the merged folder so concurrent loaders see all of it or none (as the dequantized-GGUF cache does)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
