@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from laser_integrations.indexing.duplicates import ON_DUPLICATE, DuplicateIdError
-from laser_integrations.indexing.engines import Embedded, Engine, LocalEngine, PoolEngine, engine_named
-from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, CapacityWarning, index_corpus
+from laser_integrations.indexing.engines import Embedded, Engine, LocalEngine, PoolEngine
+from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, CapacityWarning, engine_named, index_corpus
 from laser_integrations.indexing.report import IndexReport
 from laser_integrations.indexing.sources import (
     MAX_PAYLOAD_CHARS,

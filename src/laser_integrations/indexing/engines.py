@@ -13,7 +13,7 @@ Each embeds with ``encode_document`` (documents side: no instruction, the model'
 embedded), more than ``max_seq_length`` means the model read only its start.
 
 Example:
-    >>> engine = engine_named("pool", ["cuda:0", "cuda:1"])                  # doctest: +SKIP
+    >>> engine = PoolEngine(["cuda:0", "cuda:1"])                              # doctest: +SKIP
     >>> index_corpus(model, "corpus.jsonl", store=store, engine=engine)       # doctest: +SKIP
 """
 
@@ -40,7 +40,6 @@ __all__ = [
     "PoolEngine",
     "embed_texts",
     "encode_documents",
-    "engine_named",
     "load",
     "token_counts",
 ]
@@ -212,33 +211,3 @@ class PoolEngine:
         if self.pool is not None:
             self.model.stop_multi_process_pool(self.pool)
             self.pool = None
-
-
-def engine_named(name: str, devices: Sequence[str] | None = None) -> Engine:
-    """The engine ``"local"``, ``"pool"`` (on ``devices``; default: every CUDA device) or ``"ray"`` (defaults).
-
-    Example:
-        >>> engine_named("pool", ["cpu", "cpu"]).devices
-        ['cpu', 'cpu']
-    """
-    if name == "local":
-        if devices:
-            raise ValueError("devices= needs engine='pool' (one process per device)")
-        return LocalEngine()
-    if name == "pool":
-        return PoolEngine(list(devices) if devices else _cuda_devices())
-    if name == "ray":
-        if devices:
-            raise ValueError("the Ray engine places its actors itself: pass num_gpus/concurrency to RayEngine")
-        from laser_integrations.indexing.ray_engine import RayEngine
-
-        return RayEngine()
-    raise ValueError(f"unknown engine {name!r}; choose local, pool or ray")
-
-
-def _cuda_devices() -> list[str]:
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
-    raise ValueError("the pool engine needs devices (no CUDA device here), e.g. devices=['cpu', 'cpu']")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from laser_integrations.indexing.duplicates import ON_DUPLICATE, Duplicates, repeated_ids
-from laser_integrations.indexing.engines import Embedded, Engine, engine_named
+from laser_integrations.indexing.engines import Embedded, Engine, LocalEngine, PoolEngine
 from laser_integrations.indexing.report import IndexReport
 from laser_integrations.indexing.sources import (
     MAX_PAYLOAD_CHARS,
@@ -387,3 +387,33 @@ def _chunks(rows: Iterator[Document | BadRow], size: int) -> Iterator[tuple[list
 
 def _tokenless(document: Document) -> str:
     return f"document {document.doc_id!r} tokenizes to nothing; nothing to embed"
+
+
+def engine_named(name: str, devices: Sequence[str] | None = None) -> Engine:
+    """The engine ``"local"``, ``"pool"`` (on ``devices``; default: every CUDA device) or ``"ray"`` (defaults).
+
+    Example:
+        >>> engine_named("pool", ["cpu", "cpu"]).devices
+        ['cpu', 'cpu']
+    """
+    if name == "local":
+        if devices:
+            raise ValueError("devices= needs engine='pool' (one process per device)")
+        return LocalEngine()
+    if name == "pool":
+        return PoolEngine(list(devices) if devices else _cuda_devices())
+    if name == "ray":
+        if devices:
+            raise ValueError("the Ray engine places its actors itself: pass num_gpus/concurrency to RayEngine")
+        from laser_integrations.indexing.ray_engine import RayEngine
+
+        return RayEngine()
+    raise ValueError(f"unknown engine {name!r}; choose local, pool or ray")
+
+
+def _cuda_devices() -> list[str]:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    raise ValueError("the pool engine needs devices (no CUDA device here), e.g. devices=['cpu', 'cpu']")
