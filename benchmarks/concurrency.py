@@ -121,7 +121,8 @@ def report(
         "",
         f"Command: `python benchmarks/concurrency.py {' '.join(sys.argv[1:])}`".rstrip(),
         "",
-        f"Model `{args.model}` on {args.device or 'cpu'}, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"Model `{args.model}` on {args.device or 'cpu'} in {args.loaded_dtype}, prefix cache "
+        f"{'on' if args.prefix_cache else 'off'}, torch {torch.__version__} with {torch.get_num_threads()} "
         f"intra-op threads, Python {platform.python_version()}, batch size {args.batch_size}, max wait "
         f"{args.max_wait_ms} ms, K = model default. {args.repeats} interleaved repeats, medians. 1-minute load "
         f"average {args.load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run on {os.cpu_count()} CPUs "
@@ -185,6 +186,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or auto (default: the device's default)")
+    parser.add_argument(
+        "--prefix-cache", action=argparse.BooleanOptionalAction, default=True, help="the shared-prefix KV cache (on)"
+    )
     parser.add_argument("--baseline", action="store_true", help="also time one to_thread call per query")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
@@ -192,9 +197,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    embeddings = LaSEREmbeddings(
-        load_model(args.model, device=args.device), batch_size=args.batch_size, max_wait_ms=args.max_wait_ms
-    )
+    model = load_model(args.model, device=args.device, dtype=args.dtype, prefix_cache=args.prefix_cache)
+    args.loaded_dtype = str(model[0].model.dtype).removeprefix("torch.")
+    embeddings = LaSEREmbeddings(model, batch_size=args.batch_size, max_wait_ms=args.max_wait_ms)
     asyncio.run(concurrent(embeddings, make_queries(4)))  # warm up
     timings = asyncio.run(measure(embeddings, args.sizes, args.repeats, args.baseline))
     passes = {n: count_passes(embeddings, n) for n in args.sizes}
