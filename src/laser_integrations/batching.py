@@ -44,7 +44,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from laser_integrations.validation import positive_int
+from laser_integrations.validation import non_negative_number, positive_int
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -95,8 +95,8 @@ class MicroBatcher(Generic[Item, Result]):
         name: str = "laser-micro-batcher",
     ) -> None:
         self._max_batch_size = positive_int("max_batch_size", max_batch_size)
-        self._max_wait = _seconds("max_wait", max_wait)
-        if _seconds("idle_timeout", idle_timeout) == 0:
+        self._max_wait = non_negative_number("max_wait", max_wait, " of seconds")
+        if non_negative_number("idle_timeout", idle_timeout, " of seconds") == 0:
             raise ValueError("idle_timeout must be > 0")
         self._idle_timeout = idle_timeout
         self._run_batch = run_batch
@@ -176,7 +176,7 @@ class MicroBatcher(Generic[Item, Result]):
         ``ValueError`` here, before anything is queued.
         """
         size = self._max_batch_size if max_batch_size is None else positive_int("max_batch_size", max_batch_size)
-        wait = self._max_wait if max_wait is None else _seconds("max_wait", max_wait)
+        wait = self._max_wait if max_wait is None else non_negative_number("max_wait", max_wait, " of seconds")
         request: _Request[Item, Result] = _Request(key, list(items), size, time.monotonic() + wait)
         if not request.items:
             request.future.set_result([])
@@ -304,10 +304,3 @@ class MicroBatcher(Generic[Item, Result]):
         for request in stranded:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(RuntimeError("the micro-batcher worker stopped unexpectedly"))
-
-
-def _seconds(name: str, value: object) -> float:
-    """``value`` if it is a finite number of seconds >= 0, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return value

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from laser_integrations.batching import MicroBatcher
 from laser_integrations.provenance import EmbeddingProvenance, model_name, model_provenance, model_query_prompt
-from laser_integrations.validation import checked_string, checked_strings, positive_int
+from laser_integrations.validation import checked_string, checked_strings, non_negative_number, positive_int
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -208,9 +208,7 @@ class LocalEncoder:
     async def _arun(self, side: Side, texts: Sequence[str], options: EncodeOptions) -> list[list[float]]:
         texts = checked_strings(texts, "text")
         key = self._key(side, options)
-        wait_ms = options.max_wait_ms
-        if isinstance(wait_ms, bool) or not isinstance(wait_ms, (int, float)) or not 0 <= wait_ms < float("inf"):
-            raise ValueError(f"max_wait_ms must be a number >= 0, got {wait_ms!r}")
+        wait_ms = non_negative_number("max_wait_ms", options.max_wait_ms)
         return await self.batcher.arun(key, texts, max_batch_size=key.batch_size, max_wait=wait_ms / 1000)
 
     def _steps(self, options: EncodeOptions) -> int:

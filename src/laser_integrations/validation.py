@@ -14,6 +14,7 @@ ValueError: batch_size must be a positive integer, got 0
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -44,4 +45,17 @@ def positive_int(name: str, value: object) -> int:
     """``value`` if it is an int >= 1 (``bool`` is refused), else a ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def non_negative_number(name: str, value: object, unit: str = "") -> float:
+    """``value`` if it is a finite int or float >= 0 (``bool`` is refused), else a ``ValueError`` naming ``name``.
+
+    >>> non_negative_number("max_wait", -1, " of seconds")
+    Traceback (most recent call last):
+    ...
+    ValueError: max_wait must be a number of seconds >= 0, got -1
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a number{unit} >= 0, got {value!r}")
     return value

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from laser_integrations.serving.schemas import SIDES, Side
-from laser_integrations.validation import positive_int
+from laser_integrations.validation import non_negative_number, positive_int
 
 MAX_ADAPTIVE_WAIT_MS = 500.0
 """The longest collection window :attr:`ServeSettings.wait_fraction` may choose."""
@@ -70,8 +70,7 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_inputs", "max_thinking_steps", "max_request_bytes"):
             positive_int(name, getattr(self, name))
-        if not 0 <= self.max_wait_ms < math.inf:
-            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
+        non_negative_number("max_wait_ms", self.max_wait_ms)
         if not 0 <= self.wait_fraction <= 1:
             raise ValueError(f"wait_fraction must be between 0 and 1, got {self.wait_fraction!r}")
         if not 0 < self.body_timeout < math.inf:
