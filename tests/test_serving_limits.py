@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from laser_integrations.formatting import max_text_chars
 from laser_integrations.serving.app import ServeSettings, create_app
-from laser_integrations.serving.settings import max_input_chars
 from serving_support import ThreadedServer, assert_same_vectors, metric_value
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -127,7 +127,7 @@ def test_a_15_mb_input_is_refused_within_a_second(server):
 
 
 def test_truncate_cuts_a_text_over_the_character_cap_as_the_model_cuts_the_whole(server, tiny_model):
-    cap = max_input_chars(tiny_model[0].max_seq_length)
+    cap = max_text_chars(tiny_model[0].max_seq_length)
     text = " ".join(f"w{i}" for i in range(cap // 2))  # ~3x the cap in characters
     assert len(text) > cap
     with httpx.Client(base_url=server.url, timeout=60) as client:

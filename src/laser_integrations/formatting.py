@@ -78,3 +78,19 @@ def passage_text(text: str, title: str | None = None) -> str:
 def rationale_prompt(query: str) -> str:
     """The paper's Table 1 prompt for one query: what a rewriter is asked before retrieval."""
     return RATIONALE_PROMPT.format(query=query)
+
+
+MAX_CHARS_PER_TOKEN = 32
+"""No tokenizer we ship packs more than a few characters into a token on average, so a text longer than
+``max_seq_length * 32`` characters is over ``max_seq_length`` tokens but for freaks (long runs of one repeated
+character). ``laser serve`` refuses or cuts a text there before any tokenizer reads it; ``laser index`` counts
+the tokens of at most that much of a text."""
+
+
+def max_text_chars(max_seq_length: int) -> int:
+    """The most characters of a text worth tokenizing for a ``max_seq_length``-token model.
+
+    >>> max_text_chars(512)
+    16384
+    """
+    return max_seq_length * MAX_CHARS_PER_TOKEN

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from laser_integrations.formatting import max_text_chars
 from laser_integrations.provenance import EmbeddingProvenance, model_provenance
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 __all__ = [
-    "CHARS_PER_TOKEN_BOUND",
     "Embedded",
     "Engine",
     "LocalEngine",
@@ -43,11 +43,6 @@ __all__ = [
     "load",
     "token_counts",
 ]
-
-CHARS_PER_TOKEN_BOUND = 32
-"""Token counting reads at most ``max_seq_length * 32`` characters of a text, so a 5 MB row costs no more to
-count than a long one; a text cut there is counted as truncated (no tokenizer averages 32 characters a token
-over a whole window)."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +106,13 @@ def encode_documents(
 def token_counts(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
     """Tokens of each text formatted as the model formats documents, up to ``max_seq_length + 1``.
 
-    Reads at most :data:`CHARS_PER_TOKEN_BOUND` characters a token of each text; a longer text counts as
-    ``max_seq_length + 1`` (truncated).
+    Reads at most :func:`~laser_integrations.formatting.max_text_chars` characters of each text; a longer
+    text counts as ``max_seq_length + 1`` (truncated).
     """
     module = model[0]
     limit = module.max_seq_length
     prompt = model.prompts.get("document") or ""
-    cut = limit * CHARS_PER_TOKEN_BOUND
+    cut = max_text_chars(limit)
     if not texts:
         return np.zeros(0, dtype=np.int64)
     formatted = [module.format_text(prompt + text[:cut]) for text in texts]

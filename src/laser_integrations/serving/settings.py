@@ -5,8 +5,6 @@ which :class:`~laser_integrations.serving.connections.ConnectionLimits` holds, s
 
 >>> ServeSettings(max_batch_size=16).max_wait_ms
 2.0
->>> max_input_chars(512)
-16384
 """
 
 from __future__ import annotations
@@ -19,12 +17,6 @@ from laser_integrations.validation import non_negative_number, positive_int
 
 MAX_ADAPTIVE_WAIT_MS = 500.0
 """The longest collection window :attr:`ServeSettings.wait_fraction` may choose."""
-
-CHARS_PER_TOKEN = 32
-"""An input may hold at most ``max_seq_length * CHARS_PER_TOKEN`` characters: more is refused (413), or cut
-there with ``truncate``, before any tokenizer reads it. No tokenizer we ship packs more than a few characters
-into a token on average, so only a text made of, say, long runs of one repeated character can be refused while
-its token count would fit."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +71,3 @@ class ServeSettings:
             raise ValueError(f"default_side must be 'query' or 'document', got {self.default_side!r}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key is empty; pass None for an open server")
-
-
-def max_input_chars(max_seq_length: int) -> int:
-    """The most characters one input may hold before it is refused or cut (see :data:`CHARS_PER_TOKEN`)."""
-    return max_seq_length * CHARS_PER_TOKEN

@@ -3,7 +3,7 @@
 :meth:`ServerState.embed` is the one path from a request's texts to vectors:
 
 1. at most ``max_inputs`` texts (413);
-2. at most ``max_seq_length * CHARS_PER_TOKEN`` characters per text, checked before any tokenizer reads it
+2. at most ``formatting.max_text_chars(max_seq_length)`` characters per text, checked before any tokenizer reads it
    (413, or the text cut there with ``truncate``), so a huge input costs a length check, not a tokenization;
 3. token counts (and, with ``truncate``, each over-long text cut just past what the model keeps) in the
    tokenizer thread for anything over :data:`INLINE_TOKENIZE_CHARS`, so the event loop keeps serving and the
@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from laser_integrations import __version__
 from laser_integrations.embedder import EncodeOptions
+from laser_integrations.formatting import max_text_chars
 from laser_integrations.provenance import model_query_prompt
 from laser_integrations.serving.engine import ServingEncoder, TokenCounter
 from laser_integrations.serving.errors import APIError
 from laser_integrations.serving.metrics import ServerMetrics
 from laser_integrations.serving.policy import RequestPolicy
 from laser_integrations.serving.schemas import LaserMetadata, Side
-from laser_integrations.serving.settings import ServeSettings, max_input_chars
+from laser_integrations.serving.settings import ServeSettings
 
 INLINE_TOKENIZE_CHARS = 4096
 """Requests with at most this many characters are tokenized on the event loop (tens of microseconds),
@@ -100,7 +101,7 @@ class ServerState:
 
     def _bounded(self, texts: list[str], max_length: int, truncate: bool, param: str) -> list[str]:
         """Texts within the character cap: cut there with ``truncate``, else the first over it is a 413."""
-        cap = max_input_chars(max_length)
+        cap = max_text_chars(max_length)
         for index, text in enumerate(texts):
             if len(text) <= cap:
                 continue
