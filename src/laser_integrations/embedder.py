@@ -72,7 +72,7 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
         model: A spec :func:`~laser_integrations.load_model` takes (``"laser-qwen3"``, a Hub id, a directory,
             a ``.gguf`` file, ``"smollm2"``) or a ``SentenceTransformer`` built by it.
         **load_options: :func:`~laser_integrations.load_model` options (``device``, ``dtype``, ``max_seq_length``
-            ...); only valid with a spec, since a built model is already loaded.
+            ...); ``None`` values are skipped; only valid with a spec, since a built model is already loaded.
 
     Raises:
         TypeError: ``model`` is neither a spec nor a LaSER ``SentenceTransformer``.
@@ -82,6 +82,7 @@ def resolve_model(model: str | os.PathLike[str] | SentenceTransformer, **load_op
 
     from laser_integrations.module import laser_module
 
+    load_options = {key: value for key, value in load_options.items() if value is not None}
     if isinstance(model, SentenceTransformer):
         if load_options:
             raise ValueError(
@@ -142,8 +143,7 @@ class LocalEncoder:
 
         ``None`` options are skipped; with a ready model, setting any other option raises ``ValueError``.
         """
-        options = {key: value for key, value in load_options.items() if value is not None}
-        return cls(resolve_model(model, **options))
+        return cls(resolve_model(model, **load_options))
 
     @property
     def dimension(self) -> int:

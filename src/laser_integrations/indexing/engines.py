@@ -82,11 +82,10 @@ class Engine(Protocol):
 
 
 def load(model: Any, load_options: Mapping[str, Any] | None) -> SentenceTransformer:
-    """``model`` itself, or the spec loaded with ``load_options`` (``None`` values dropped)."""
+    """``model`` itself, or the spec loaded with ``load_options`` (``None`` values skipped)."""
     from laser_integrations.embedder import resolve_model
 
-    options = {key: value for key, value in (load_options or {}).items() if value is not None}
-    return resolve_model(model, **options)
+    return resolve_model(model, **(load_options or {}))
 
 
 def encode_documents(

@@ -89,9 +89,8 @@ def create_app(
         >>> app = create_app("smollm2", ServeSettings(api_key="secret"))                 # doctest: +SKIP
     """
     settings = settings or ServeSettings()
-    options = {key: value for key, value in load_options.items() if value is not None}
     metrics = ServerMetrics()
-    state = ServerState(ServingEncoder(resolve_model(model, **options), metrics), settings, metrics)
+    state = ServerState(ServingEncoder(resolve_model(model, **load_options), metrics), settings, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
