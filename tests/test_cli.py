@@ -128,6 +128,7 @@ def test_demo_and_eval_with_two_queries(tiny_dirs, tmp_path):
     common = ["--model", model, "--limit", "2", "--max-new-tokens", "2", "--max-seq-length", "48", "--no-progress"]
     demo = laser("demo", *common, "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "demo"))
     assert_clean_success(demo)
+    assert "laser demo: dtype float32 (default on a CPU" in demo.stderr  # which precision, said once
     demo_report = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert demo_report["num_queries"] == 2 and "qdrant local mode" in demo_report["search"]
     assert f"indexed 275 passages into qdrant:local:{tmp_path / 'cache' / 'qdrant'}" in demo.stdout
@@ -157,13 +158,15 @@ def test_rationales_and_train_on_the_tiny_model(tiny_dirs, training_rows, tmp_pa
     output = tmp_path / "with_rationales.jsonl"
     result = laser("rationales", str(training_rows), "-o", str(output), "--model", model, "--max-new-tokens", "3")
     assert_clean_success(result)
-    assert "wrote 4 row(s)" in result.stderr
+    assert "wrote 4 row(s)" in result.stderr and "laser rationales: dtype float32" in result.stderr
     assert len(output.read_text().splitlines()) == 4
 
     trained = tmp_path / "trained"
     argv = ["train", str(training_rows), "--model", model, "-o", str(trained), "--max-steps", "1"]
     argv += ["--per-device-train-batch-size", "2", "--lora-r", "4", "--max-seq-length", "48", "--device", "cpu"]
-    assert_clean_success(laser(*argv))
+    training = laser(*argv)
+    assert_clean_success(training)
+    assert "laser train: float32 (--bf16 for bf16 mixed precision)" in training.stderr
     assert (trained / "laser_config.json").is_file()
 
 

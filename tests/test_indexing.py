@@ -341,7 +341,8 @@ def test_the_fence_on_the_command_line_exits_2_before_the_model_loads(tiny_dirs,
     argv = ["index", str(corpus), "-m", str(tiny_dirs["qwen3"]), "--store", "local", "--path", str(tmp_path / "q")]
 
     assert main([*argv, "--no-progress"]) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
+    precision, line = capsys.readouterr().err.strip().splitlines()
+    assert precision.startswith("laser index: dtype float32 (")
     assert line.startswith(f"laser index: error: qdrant:local:{tmp_path / 'q'}/laser would hold 12 points")
     assert "would hold 12 points, more than the 11 it could reopen" in line and "--store edge" in line
 
@@ -647,7 +648,9 @@ def test_laser_index_command_on_edge_by_default_and_local_mode_by_name(tiny_dirs
     edge = [*base, "--path", str(tmp_path / "edge")]
 
     assert main(edge) == 0
-    assert f"edge:{tmp_path / 'edge'} (local engine): 12 embedded" in capsys.readouterr().err
+    stderr = capsys.readouterr().err
+    assert f"edge:{tmp_path / 'edge'} (local engine): 12 embedded" in stderr
+    assert stderr.count("laser index: dtype float32 (default on a CPU") == 1
     assert main(edge) == 0
     assert "0 embedded, 12 already present" in capsys.readouterr().err
     assert main([*edge, "-k", "2"]) == 2

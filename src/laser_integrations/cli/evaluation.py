@@ -14,6 +14,7 @@ from laser_integrations.cli.options import (
     add_progress_option,
     load_model_from_args,
     model_from_legacy_positional,
+    print_dtype_choice,
     query_limit,
 )
 
@@ -110,12 +111,13 @@ def add_query_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from laser_integrations.evaluation.demo import DEFAULT_LIMIT, DEFAULT_OUTPUT_DIR
+    from laser_integrations.evaluation.demo import DEFAULT_LIMIT, DEFAULT_OUTPUT_DIR, DEMO_DEFAULT_MODEL
 
     add_model_option(
         parser,
-        default="smollm2",
-        help="LaSER model spec (default: smollm2, offline, NOT a trained LaSER model; laser-qwen3 for real use)",
+        default=DEMO_DEFAULT_MODEL,
+        help=f"LaSER model spec (default: {DEMO_DEFAULT_MODEL}, offline: SmolLM2 + the LaSER adapter this package "
+        "trained; smollm2: the untrained base; laser-qwen3 for real use)",
     )
     parser.add_argument(
         "--limit",
@@ -140,7 +142,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from laser_integrations.evaluation import evaluate_dataset, format_table, load_beir, parse_modes, plot, write_json
-    from laser_integrations.evaluation.runner import not_laser_warning
+    from laser_integrations.evaluation.runner import caveat_line, not_laser_warning
     from laser_integrations.rewrite import RationaleGenerator
 
     model_from_legacy_positional(args, [args.legacy_model] if args.legacy_model else [], "eval")
@@ -179,8 +181,9 @@ def run_eval(args: argparse.Namespace) -> int:
     output = Path(args.output_dir)
     json_path = write_json(report, output / "eval.json")
     subtitle = f"{report.model} on {report.device}; exact search over {report.num_documents} passages"
-    if warning:
-        subtitle += "\nnot a released LaSER checkpoint: the quality numbers show the mechanics, not LaSER's quality"
+    caveat = caveat_line(model)
+    if caveat:
+        subtitle += f"\n{caveat}"
     png_path = plot(report, output / "eval.png", subtitle=subtitle)
     print(f"\nwrote {json_path} and {png_path}")
     return 0
@@ -225,6 +228,7 @@ def run_eval_mteb(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from laser_integrations.evaluation.demo import run_demo as demo
 
+    print_dtype_choice(args)
     demo(
         args.model,
         limit=query_limit(args.limit),

@@ -24,6 +24,7 @@ from laser_integrations.cli.options import (
     add_model_options,
     add_progress_option,
     load_options_from_args,
+    print_dtype_choice,
 )
 from laser_integrations.indexing.duplicates import ON_DUPLICATE
 from laser_integrations.indexing.job import DEFAULT_QDRANT_PATH, CapacityWarning
@@ -167,6 +168,7 @@ def run_index(args: argparse.Namespace) -> int:
         )
     store = open_store_from_args(args)  # the folder lock, before the model loads
     try:
+        print_dtype_choice(args)
         with warnings.catch_warnings():
             warnings.simplefilter("always", CapacityWarning)
             warnings.showwarning = _show_warning

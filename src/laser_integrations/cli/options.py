@@ -87,14 +87,28 @@ def load_model_from_args(args: argparse.Namespace) -> SentenceTransformer:
 
     Prints the weights dtype it got, and why, as one stderr line (``laser encode: dtype float32 (...)``).
     """
-    from laser_integrations.backbone import dtype_choice
     from laser_integrations.loading import load_model
 
     model = load_model(args.model, **load_options_from_args(args))
-    used = str(model[0].model.dtype).removeprefix("torch.")
-    command = f"laser {args.command}" if getattr(args, "command", None) else "laser"
-    print(f"{command}: dtype {used} ({dtype_choice(args.dtype, args.device)[1]})", file=sys.stderr)
+    print_dtype_choice(args, used=model[0].model.dtype)
     return model
+
+
+def print_dtype_choice(args: argparse.Namespace, used: Any = None) -> None:
+    """One stderr line with the weights dtype ``--dtype``/``--device`` pick, and why (``used``: what loaded).
+
+    For the commands that load their model later or elsewhere (``laser index``'s engines, the demo), so that
+    every model-loading command says which precision its vectors come from before the work starts.
+    """
+    from laser_integrations.backbone import dtype_choice
+
+    try:
+        chosen, why = dtype_choice(args.dtype, args.device)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    name = str(used if used is not None else chosen).removeprefix("torch.")
+    command = f"laser {args.command}" if getattr(args, "command", None) else "laser"
+    print(f"{command}: dtype {name} ({why})", file=sys.stderr)
 
 
 def model_from_legacy_positional(args: argparse.Namespace, positionals: list[str], command: str) -> list[str]:

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from laser_integrations.cli.options import UserError, add_device_options
+from laser_integrations.cli.options import UserError, add_device_options, print_dtype_choice
 from laser_integrations.training.recipe import TrainConfig
 
 TRAIN_HELP = {
@@ -91,6 +91,7 @@ def run_rationales(args: argparse.Namespace) -> int:
         )
     else:
         # The project's one rationale generator: the causal LM alone, chat template on, Qwen3 thinking off.
+        print_dtype_choice(args)
         generator = RationaleGenerator.from_pretrained(
             args.model,
             device=args.device,
@@ -154,11 +155,13 @@ def _add_config_option(parser: argparse.ArgumentParser, name: str, default: Any)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from laser_integrations.training.recipe import train
+    from laser_integrations.training.recipe import train, uses_bf16
 
     values = {config_field.name: getattr(args, config_field.name) for config_field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**values)
     print(f"training with {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
+    precision = "bf16 mixed precision" if uses_bf16(config) else "float32 (--bf16 for bf16 mixed precision)"
+    print(f"laser train: {precision}", file=sys.stderr)
     train(config)
     print(f"saved the trained model to {config.output_dir}", file=sys.stderr)
     return 0

@@ -115,7 +115,7 @@ def train(
     if not 0 <= config.warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
     set_seed(config.seed)
-    bf16 = _use_bf16(config)
+    bf16 = uses_bf16(config)
     if model is None:
         model = _load_backbone(config, bf16)
     model[0].max_explicit_length = config.max_explicit_length
@@ -283,7 +283,7 @@ def _first_rows(rows: Any, count: int) -> Any:
     return rows.select(range(min(count, len(rows)))) if hasattr(rows, "select") else list(rows)[:count]
 
 
-def _use_bf16(config: TrainConfig) -> bool:
+def uses_bf16(config: TrainConfig) -> bool:
     """Mixed precision: on CUDA by default; on a CPU only when asked and the CPU does bf16 natively (autocast)."""
     import torch
 
