@@ -62,8 +62,9 @@ LASER_CONFIG_FILE = LatentThinkingEmbedding.config_file_name
 class ModelSource:
     """Where a model spec points."""
 
-    kind: Literal["laser", "transformers", "gguf"]
-    """``laser``: saved by this package; ``transformers``: a causal LM (Hub id or directory); ``gguf``: one file."""
+    kind: Literal["laser", "transformers", "gguf", "shipped"]
+    """``laser``: saved by this package; ``transformers``: a causal LM (Hub id or directory); ``gguf``: one file;
+    ``shipped``: a base model plus a LoRA adapter in package data (:mod:`laser_integrations.shipped`)."""
     location: str
     """A Hub id, a directory, or (for ``gguf``) the directory holding the file."""
     gguf_file: str | None = None
@@ -105,10 +106,10 @@ def resolve_model_spec(spec: str, **hub_kwargs: Any) -> ModelSource:
         path = demo_model_path()
         return ModelSource("gguf", str(path.parent), gguf_file=path.name, name=DEMO_MODEL)
     # --- shipped base + LoRA adapter models, merged once and cached (laser_integrations.shipped, issue 20) ---
-    from laser_integrations.shipped import is_shipped, merged_checkpoint
+    from laser_integrations.shipped import adapter_dir, is_shipped
 
-    if is_shipped(spec):
-        return ModelSource("transformers", merged_checkpoint(spec, demo_checkpoint), name=spec.lower())
+    if is_shipped(spec):  # merged at load time, in the caller's cache (_load_source)
+        return ModelSource("shipped", str(adapter_dir(spec)), name=spec.lower())
     # --- end of shipped models ---
     if spec.lower() in MODEL_ALIASES:
         return _hub_source(MODEL_ALIASES[spec.lower()], hub_kwargs)
@@ -225,6 +226,11 @@ def _load_source(
     if source.name == DEMO_MODEL:
         gguf_path = Path(source.location) / (source.gguf_file or "")
         return load_causal_lm(dequantized_checkpoint(gguf_path, laser_cache_dir), **options)
+    if source.kind == "shipped":
+        from laser_integrations.shipped import merged_checkpoint
+
+        merged = merged_checkpoint(source.name, lambda: demo_checkpoint(laser_cache_dir), cache_folder=laser_cache_dir)
+        return load_causal_lm(merged, **options)
     return load_causal_lm(
         source.location,
         gguf_file=source.gguf_file,

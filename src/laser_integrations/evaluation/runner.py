@@ -282,21 +282,52 @@ NOT_LASER_WARNING = (
     "quality says nothing about LaSER's: these numbers show the mechanics. For LaSER's quality use "
     "laser-qwen3 (Alibaba-NLP/LaSER-Qwen3-0.6B, downloaded once)."
 )
+SHIPPED_NOTE = (
+    "NOTE: {name} is SmolLM2-135M-Instruct with a LaSER LoRA adapter trained by this package on a 2-core CPU "
+    "(model card: {card}). Its numbers show LaSER's training effect in miniature, on a 135M model; for LaSER's "
+    "quality use laser-qwen3 (Alibaba-NLP/LaSER-Qwen3-0.6B, downloaded once)."
+)
+CAVEAT_LINES = {
+    "untrained": "not a trained LaSER model: the quality numbers show the mechanics, not LaSER's quality",
+    "shipped": "a 135M model with a LaSER adapter trained on a CPU: LaSER's effect in miniature, not LaSER-Qwen3",
+    "other": "not a released LaSER checkpoint: its quality reflects LaSER only if trained with LaSER's objective",
+}
 
 
-def not_laser_warning(model: SentenceTransformer) -> str | None:
-    """The plain statement that the model is not a trained LaSER checkpoint (``None`` for the released ones)."""
+def model_kind(model: SentenceTransformer) -> str:
+    """``released`` (a LaSER alias), ``shipped`` (a package-data adapter), ``untrained`` (smollm2) or ``other``."""
     from laser_integrations.loading import DEMO_MODEL, MODEL_ALIASES
+    from laser_integrations.shipped import is_shipped
 
     name = model_name(model)
     if name in MODEL_ALIASES.values():
+        return "released"
+    if is_shipped(name):
+        return "shipped"
+    return "untrained" if name == DEMO_MODEL else "other"
+
+
+def not_laser_warning(model: SentenceTransformer) -> str | None:
+    """What the model's quality numbers mean, when it is not a released LaSER checkpoint (else ``None``)."""
+    from laser_integrations.shipped import adapter_dir
+
+    name, kind = model_name(model), model_kind(model)
+    if kind == "released":
         return None
-    if name == DEMO_MODEL:
+    if kind == "untrained":
         return NOT_LASER_WARNING.format(name="SmolLM2-135M-Instruct (the offline 'smollm2' demo model)")
+    if kind == "shipped":
+        return SHIPPED_NOTE.format(name=repr(name), card=adapter_dir(name) / "README.md")
     return (
         f"NOTE: {name!r} is not a released LaSER checkpoint: its quality numbers reflect LaSER only if it was "
         "trained with LaSER's objective."
     )
+
+
+def caveat_line(model: SentenceTransformer) -> str | None:
+    """:func:`not_laser_warning` in one short line, for a plot's subtitle."""
+    kind = model_kind(model)
+    return None if kind == "released" else CAVEAT_LINES[kind]
 
 
 # -- internals ------------------------------------------------------------------------------------------

@@ -282,7 +282,16 @@ class RationaleGenerator:
         **options: Any,
     ) -> RationaleGenerator:  # fmt: skip
         """The rewrite LLM of an evaluation: ``embedder``'s own backbone (one copy in memory) unless ``spec``
-        names another model, which is then loaded with ``device`` and ``dtype``."""
+        names another model, which is then loaded with ``device`` and ``dtype``.
+
+        A shipped adapter model (``smollm2-laser``) rewrites with its untrained chat base instead: the adapter
+        was trained to embed, not to write, and rewrite-then-retrieve pairs a chat LLM with the retriever.
+        """
+        from laser_integrations.provenance import model_name
+        from laser_integrations.shipped import is_shipped, shipped_base
+
+        if spec is None and is_shipped(model_name(embedder)):
+            spec = shipped_base(model_name(embedder))
         if spec is None:
             return cls.from_sentence_transformer(embedder, **options)
         return cls.from_pretrained(spec, device=device, dtype=dtype, **options)
