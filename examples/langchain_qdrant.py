@@ -1,12 +1,13 @@
 """LangChain + Qdrant: a LaSER latent-thinking retriever and a rewrite-then-retrieve chain on one collection.
 
-    python examples/langchain_qdrant.py                        # offline SmolLM2 (NOT a trained LaSER model)
+    python examples/langchain_qdrant.py                        # offline: SmolLM2 + the shipped LaSER adapter
     python examples/langchain_qdrant.py --model laser-qwen3    # LaSER-Qwen3-0.6B (downloads once)
 
 Both retrievers search the same collection of K=3 latent document vectors. The latent retriever embeds the
 question with K latent thinking steps (no text is generated); the chain first has the LLM write the LaSER
 paper's reasoning rationale, then embeds question + rationale with LaSER's explicit view. The LLM here is the
-embedding model's own backbone (one copy in memory); any LangChain chat model works in its place.
+embedding model's own backbone (one copy in memory), or a shipped adapter model's untrained chat base; any
+LangChain chat model works in its place.
 The collection lives on disk (Qdrant local mode), so a second run skips indexing.
 """
 
@@ -31,7 +32,9 @@ def main() -> None:
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2", help="LaSER model spec (smollm2 runs offline)")
+    parser.add_argument(
+        "--model", default="smollm2-laser", help="LaSER model spec (smollm2-laser and smollm2 run offline)"
+    )
     parser.add_argument("--questions", type=int, default=3, help="bundled questions to ask (3)")
     parser.add_argument("--distractors", type=int, default=30, help="unrelated passages indexed too (30)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="rationale length bound (128)")
@@ -51,7 +54,7 @@ def main() -> None:
         store.add_texts(texts, metadatas=[{"doc_id": p.id} for p in passages], ids=[content_id(t) for t in texts])
 
     latent = store.as_retriever(search_kwargs={"k": 3})
-    generator = RationaleGenerator.from_sentence_transformer(embeddings.client, max_new_tokens=args.max_new_tokens)
+    generator = RationaleGenerator.for_embedder(embeddings.client, max_new_tokens=args.max_new_tokens)
     rewrite = rewrite_then_retrieve_chain(generator, latent)
 
     texts = [text for _, text in questions]

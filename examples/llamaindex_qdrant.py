@@ -1,14 +1,15 @@
 """LlamaIndex + Qdrant: a LaSER latent-thinking retriever and a rewrite-then-retrieve retriever on one collection.
 
-    python examples/llamaindex_qdrant.py                        # offline SmolLM2 (NOT a trained LaSER model)
+    python examples/llamaindex_qdrant.py                        # offline: SmolLM2 + the shipped LaSER adapter
     python examples/llamaindex_qdrant.py --model laser-qwen3    # LaSER-Qwen3-0.6B (downloads once)
 
 Both retrievers search the same collection of K=3 latent document vectors. The latent retriever embeds the
 question with K latent thinking steps (no text is generated); the rewrite retriever is LlamaIndex's
 ``TransformRetriever`` with :class:`~laser_integrations.rewrite.RationaleQueryTransform` (like
 ``HyDEQueryTransform``): the LLM writes the LaSER paper's reasoning rationale, and question + rationale are
-embedded with LaSER's explicit view. The LLM here is the embedding model's own backbone (one copy in memory);
-any LlamaIndex LLM works in its place. The collection lives on disk, so a second run skips indexing.
+embedded with LaSER's explicit view. The LLM here is the embedding model's own backbone (one copy in memory),
+or a shipped adapter model's untrained chat base; any LlamaIndex LLM works in its place. The collection lives
+on disk, so a second run skips indexing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from laser_integrations.rewrite import RationaleGenerator, RationaleQueryTransfo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2", help="LaSER model spec (smollm2 runs offline)")
+    parser.add_argument(
+        "--model", default="smollm2-laser", help="LaSER model spec (smollm2-laser and smollm2 run offline)"
+    )
     parser.add_argument("--questions", type=int, default=3, help="bundled questions to ask (3)")
     parser.add_argument("--distractors", type=int, default=30, help="unrelated passages indexed too (30)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="rationale length bound (128)")
@@ -60,7 +63,7 @@ def main() -> None:
         index.insert_nodes(nodes)
 
     latent = index.as_retriever(similarity_top_k=3)
-    generator = RationaleGenerator.from_sentence_transformer(embed_model.client, max_new_tokens=args.max_new_tokens)
+    generator = RationaleGenerator.for_embedder(embed_model.client, max_new_tokens=args.max_new_tokens)
     rewrite = TransformRetriever(latent, RationaleQueryTransform(generator, embed_model=embed_model))
 
     for name, retriever in (("latent thinking (K=3)", latent), ("rewrite then retrieve", rewrite)):
