@@ -1,6 +1,6 @@
 """LangChain + Qdrant: a LaSER latent-thinking retriever and a rewrite-then-retrieve chain on one collection.
 
-    python examples/langchain_qdrant.py                        # offline: SmolLM2 + the shipped LaSER adapter
+    python examples/langchain_qdrant.py                        # offline SmolLM2 (NOT a trained LaSER model)
     python examples/langchain_qdrant.py --model laser-qwen3    # LaSER-Qwen3-0.6B (downloads once)
 
 Both retrievers search the same collection of K=3 latent document vectors. The latent retriever embeds the
@@ -32,9 +32,7 @@ def main() -> None:
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model", default="smollm2-laser", help="LaSER model spec (smollm2-laser and smollm2 run offline)"
-    )
+    parser.add_argument("--model", default="smollm2", help="LaSER model spec (smollm2 runs offline)")
     parser.add_argument("--questions", type=int, default=3, help="bundled questions to ask (3)")
     parser.add_argument("--distractors", type=int, default=30, help="unrelated passages indexed too (30)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="rationale length bound (128)")

@@ -1,6 +1,6 @@
 """Latent thinking vs explicit rewrite-then-retrieve through one Qdrant collection: the same as ``laser demo``.
 
-    python examples/qdrant_latent_vs_rewrite.py                       # offline: SmolLM2 + the shipped LaSER adapter
+    python examples/qdrant_latent_vs_rewrite.py                       # offline SmolLM2 (NOT a trained LaSER model)
     python examples/qdrant_latent_vs_rewrite.py --model laser-qwen3   # the real LaSER-Qwen3-0.6B (needs network once)
     python examples/qdrant_latent_vs_rewrite.py --limit 0 --qdrant-url http://localhost:6333
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up, then run the Qdrant demo (latent thinking vs rewrite-then-retrieve)
-# on the offline smollm2-laser model (SmolLM2-135M with the LaSER adapter this package trained and ships).
+# on the offline SmolLM2 model.
 # Extra arguments go to the demo command.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -116,8 +116,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_option(
         parser,
         default=DEMO_DEFAULT_MODEL,
-        help=f"LaSER model spec (default: {DEMO_DEFAULT_MODEL}, offline: SmolLM2 + the LaSER adapter this package "
-        "trained; smollm2: the untrained base; laser-qwen3 for real use)",
+        help=f"LaSER model spec (default: {DEMO_DEFAULT_MODEL}, offline, NOT a trained LaSER model; laser-qwen3 for "
+        "real use)",
     )
     parser.add_argument(
         "--limit",
