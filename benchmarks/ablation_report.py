@@ -153,6 +153,24 @@ def markdown(report: dict) -> str:
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
+def why_not_ship(report: dict) -> str | None:
+    """Why the LaSER arm must not become the demo's model (``None``: it beats the base at K=3 on every set).
+
+    >>> why_not_ship({"table": {"heldout": {"base": {"3": 0.07}, "laser": {"3": 0.01}}}})
+    'the LaSER arm is below the untrained base at K=3 on heldout (nDCG@10 1.0 vs 7.0)'
+    """
+    for dataset, arms in report["table"].items():
+        laser, base = arms.get("laser", {}).get("3"), arms.get("base", {}).get("3")
+        if laser is None or base is None:
+            return f"the LaSER arm or the base was not evaluated on {dataset}"
+        if laser <= base:
+            return (
+                f"the LaSER arm is below the untrained base at K=3 on {dataset} "
+                f"(nDCG@10 {100 * laser:.1f} vs {100 * base:.1f})"
+            )
+    return None
+
+
 def ship(model_dir: Path, report: dict, data_dir: Path, timings: Path, target: Path, recipe: str) -> Path:
     """Copy the LaSER arm's adapter into the package data and write its model card next to it."""
     target.mkdir(parents=True, exist_ok=True)
@@ -236,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shipping.add_argument("--timings", required=True)
     shipping.add_argument("--target", required=True)
     shipping.add_argument("--recipe", required=True, help="the training settings, in words, for the card")
+    shipping.add_argument("--force", action="store_true", help="ship even an adapter that does not beat its base")
     table = commands.add_parser("report", help="combine eval files into the ablation table")
     table.add_argument("results", nargs="+")
     table.add_argument("--output", required=True)
@@ -253,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "ship":
         report = json.loads(Path(args.report).read_text(encoding="utf8"))
+        refusal = why_not_ship(report)
+        if refusal and not args.force:
+            print(f"not shipped: {refusal} (--force ships it anyway)", file=sys.stderr)
+            return 3
         target = ship(Path(args.model), report, Path(args.data), Path(args.timings), Path(args.target), args.recipe)
         print(f"shipped {target}")
         return 0

@@ -18,6 +18,7 @@
 #   BF16 [1 on a CPU with native bf16 (AMX / AVX512-BF16), else 0: CPU autocast, faster steps (see the pilot)]
 #   SAVE_STEPS [50] OUT [laser-output/ablation] BASE [smollm2: the backbone; a tiny model folder for a smoke run]
 #   ADAPTER_DIR [src/laser_integrations/data/adapters/smollm2-laser: where `ship` puts the adapter and its card]
+#   FORCE_SHIP [0; 1: ship the adapter even when it does not beat the untrained base]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,12 +89,20 @@ stage train-laser train_arm laser
 stage eval-laser evaluate laser "$OUT/laser/model"
 python benchmarks/ablation_report.py report "$OUT"/eval/*.json --output "$OUT/ablation.json" \
     --markdown "$OUT/ablation.md"
+status=0
 if [[ "$SHIP" == 1 ]]; then
-    python benchmarks/ablation_report.py ship --model "$OUT/laser/model" --report "$OUT/ablation.json" \
-        --data "$DATA" --timings "$OUT/timings.tsv" --target "$ADAPTER_DIR" \
-        --recipe "max steps $STEPS, batch $BATCH, max length $SEQ (explicit $((2 * SEQ))), LoRA r=$RANK alpha=$((2 * RANK)) on all projections, lr $LR, warmup 0.1, seed $SEED, K=3, bf16 $BF16, $THREADS threads"
-    echo "shipped the LaSER adapter to $ADAPTER_DIR; try: laser demo --model smollm2-laser"
+    # refuses (status 3) an adapter that does not beat the untrained base at K=3 on both sets; FORCE_SHIP=1 ships it
+    force=()
+    [[ "${FORCE_SHIP:-0}" == 1 ]] && force=(--force)
+    if python benchmarks/ablation_report.py ship --model "$OUT/laser/model" --report "$OUT/ablation.json" \
+        --data "$DATA" --timings "$OUT/timings.tsv" --target "$ADAPTER_DIR" "${force[@]}" \
+        --recipe "max steps $STEPS, batch $BATCH, max length $SEQ (explicit $((2 * SEQ))), LoRA r=$RANK alpha=$((2 * RANK)) on all projections, lr $LR, warmup 0.1, seed $SEED, K=3, bf16 $BF16, $THREADS threads"; then
+        echo "shipped the LaSER adapter to $ADAPTER_DIR; try: laser demo --model smollm2-laser"
+    else
+        status=$?
+    fi
 fi
 echo "stage times (s):"
 cat "$OUT/timings.tsv"
 awk '{total += $2} END {print "total", total, "s"}' "$OUT/timings.tsv"
+exit "$status"

@@ -118,7 +118,9 @@ def test_ship_copies_the_adapter_and_writes_a_model_card(tmp_path):
     (data / "metadata.json").write_text(json.dumps({"seed": 0, "sources": sources, "counts": {"train_rows": 7}}))
     timings = tmp_path / "timings.tsv"
     timings.write_text("data\t5\ntrain-laser\t3600\n")
-    report = ablation_report.build_report(made_up_results())
+    results = made_up_results()
+    results[5] = result("laser", "pyref", [0.2, 0.2, 0.2, 0.2], [0.3, 0.3, 0.3, 0.3])  # ahead of base on both sets
+    report = ablation_report.build_report(results)
     (tmp_path / "ablation.json").write_text(json.dumps(report))
     target = tmp_path / "adapters" / "smollm2-laser"
     argv = ["ship", "--model", str(model), "--report", str(tmp_path / "ablation.json"), "--data", str(data)]
@@ -137,3 +139,15 @@ def test_ship_copies_the_adapter_and_writes_a_model_card(tmp_path):
     ):
         assert expected in card
     assert ablation_report.markdown(report) in card
+
+
+def test_ship_refuses_an_adapter_below_its_base(tmp_path, capsys):
+    results = made_up_results()
+    results[2] = result("laser", "heldout", [0.0, 0.0, 0.1, 0.0], [0.0, 0.0, 0.0, 0.1])  # collapsed
+    (tmp_path / "ablation.json").write_text(json.dumps(ablation_report.build_report(results)))
+    target = tmp_path / "adapters" / "smollm2-laser"
+    argv = ["ship", "--model", str(tmp_path / "laser"), "--report", str(tmp_path / "ablation.json")]
+    argv += ["--data", str(tmp_path), "--timings", str(tmp_path / "t.tsv"), "--target", str(target), "--recipe", "r"]
+    assert ablation_report.main(argv) == 3
+    assert "not shipped: the LaSER arm is below the untrained base at K=3 on heldout" in capsys.readouterr().err
+    assert not target.exists()
