@@ -64,7 +64,7 @@ def test_auto_picks_bf16_only_where_the_cpu_does_bf16_natively(native_bf16, monk
     assert dtype_choice("auto", "cpu") == (torch.float32, "default on a CPU without native bf16")
 
 
-def test_the_cpu_default_stays_exact_float32_until_the_gate_passes_on_a_trained_model(native_bf16):
+def test_the_cpu_default_stays_exact_float32_even_with_native_bf16(native_bf16):
     assert not backbone.BF16_DEFAULT_ON_NATIVE_CPUS
     dtype, reason = dtype_choice(None, "cpu")
     assert dtype is torch.float32 and "--dtype auto" in reason and "amx_bf16" in reason

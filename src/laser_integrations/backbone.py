@@ -46,11 +46,11 @@ def cache_root(cache_folder: str | os.PathLike[str] | None = None) -> Path:
 
 
 BF16_DEFAULT_ON_NATIVE_CPUS = False
-"""Whether ``dtype=None`` picks bfloat16 on a CPU that does bf16 natively. Off: the pyref quality gate
-(``benchmarks/bf16_quality.py``, issue 21) lost no nDCG@10, but on an untrained model (nDCG@10 near 0.1) and
-with bf16 query vectors as far as cosine 0.943 (K=6) from float32 ones, which is not the exact embedding the
-spec asks for. ``dtype="auto"`` (``--dtype auto``) or ``LASER_CPU_BF16=1`` opts in; rerun the gate on a trained
-model before turning it on."""
+"""Whether ``dtype=None`` picks bfloat16 on a CPU that does bf16 natively. Off, by decision: bf16 passed the
+pyref quality gate on a trained model (``benchmarks/bf16_quality.py``, issue 21: no mode lost more than 0.007
+nDCG@10), but its query vectors lie as far as cosine 0.956 from float32 ones and change with their batch-mates,
+which is not the exact embedding the spec asks for, and one short query is no faster. ``dtype="auto"``
+(``--dtype auto``) or ``LASER_CPU_BF16=1`` opts in (see ``benchmarks/RESULTS.md``, "bf16 on and off")."""
 
 CPU_BF16_ENV = "LASER_CPU_BF16"
 """``1`` (``true``, ``yes``, ``on``) makes bfloat16 the CPU default where bf16 is native; ``0`` keeps float32."""
