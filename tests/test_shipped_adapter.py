@@ -39,6 +39,14 @@ def vectors(model):
     return np.concatenate([model.encode_query(TEXTS[:1]), model.encode_document(TEXTS[1:])])
 
 
+def peft_merged(base, adapter, folder):
+    """The reference: peft's own ``merge_and_unload`` of ``adapter`` onto ``base``, saved and loaded as a model."""
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter)).merge_and_unload()
+    merged.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return load_model(str(folder), device="cpu")
+
+
 def min_cosine(a, b):
     return float(min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
 
@@ -69,10 +77,7 @@ def test_the_shipped_adapter_loads_offline_and_equals_a_peft_merged_reference(
     model = load_model("smollm2-laser", device="cpu")
     assert model_name(model) == "smollm2-laser"
 
-    reference_lm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(shipped))
-    reference_lm.merge_and_unload().save_pretrained(tmp_path / "reference")
-    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "reference")
-    reference = load_model(str(tmp_path / "reference"), device="cpu")
+    reference = peft_merged(base, shipped, tmp_path / "reference")
     untrained = load_model(base, device="cpu")
     assert min_cosine(vectors(model), vectors(reference)) >= 0.99999
     assert min_cosine(vectors(model), vectors(trained)) >= 0.99999
@@ -118,10 +123,7 @@ def test_an_adapter_of_the_real_shapes_merges_onto_smollm2_like_peft_in_the_call
     assert model_name(model) == "smollm2-laser"
     assert len(list((cache / "merged").iterdir())) == 1  # merged where the caller said, not in ~/.cache
 
-    reference_lm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2_dir), str(shipped))
-    reference_lm.merge_and_unload().save_pretrained(tmp_path / "reference")
-    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(tmp_path / "reference")
-    reference = load_model(str(tmp_path / "reference"), device="cpu")
+    reference = peft_merged(smollm2_dir, shipped, tmp_path / "reference")
     assert min_cosine(vectors(model), vectors(reference)) >= 0.99999
     untrained = load_model(str(smollm2_dir), device="cpu")
     assert min_cosine(vectors(model), vectors(untrained)) < 0.999  # the adapter was applied
